@@ -1,0 +1,239 @@
+"""The 3D-ST networks as pure torch modules: descriptor network and receptive-field decoder.
+
+Architecture (paper, section 3.1 and Figure 4; dimensions the text leaves open are chosen
+here and kept consistent):
+
+* features start at zero, ``f_p = 0`` in R^d;
+* ``n_blocks`` residual blocks, each ``f + MLP_out(LFA_2(LFA_1(MLP_in(f))))`` with
+  ``MLP_in: d -> d/4``, ``LFA_1: d/4 -> d/2`` (d_LFA = d/4), ``LFA_2: d/2 -> d`` (d_LFA = d/2),
+  ``MLP_out: d -> d``; every shared MLP is one dense layer followed by LeakyReLU(0.2);
+* a head ``d -> d -> d`` with one hidden layer (LeakyReLU 0.2) and a linear output, so
+  descriptors are not confined to a half-space.
+
+An LFA block maps the geometric features ``G(p, p_j) = (p - p_j) ⊕ ‖p - p_j‖`` through a
+dense layer + LeakyReLU to d_LFA channels, concatenates them with the neighbours' features
+and average-pools over the k neighbours; since the mean of a concatenation is the
+concatenation of the means, this is computed as ``[mean_j MLP(G_pj), A f]`` with A the
+row-normalised adjacency. The first half never materialises an (n, k, d_LFA) tensor:
+:func:`geometric_mean_mlp` evaluates it in chunks and recomputes in the backward pass.
+No absolute coordinate enters anywhere, so descriptors are translation invariant.
+
+Modules take a :class:`skst3d._graph.NeighborGraph`; they never build one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._graph import NeighborGraph
+
+LEAKY_SLOPE = 0.2
+DECODER_SLOPE = 0.05
+
+# Elements of the (chunk, k, channels) pre-activation evaluated at once: small enough to stay
+# in cache on a CPU, large enough to keep a GPU busy.
+_CHUNK_ELEMENTS = 1 << 21
+
+
+class _GeometricMeanMLP(torch.autograd.Function):
+    """``mean_j LeakyReLU(G_pj @ W + b)`` for all points, chunked, no per-edge activations saved."""
+
+    @staticmethod
+    def forward(ctx, edge_features, weight, bias, slope):
+        n, k, _ = edge_features.shape
+        channels = weight.shape[1]
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, k * channels))
+        out = edge_features.new_empty((n, channels))
+        for start in range(0, n, chunk):
+            pre = torch.matmul(edge_features[start : start + chunk], weight).add_(bias)
+            out[start : start + chunk] = torch.nn.functional.leaky_relu_(pre, slope).mean(dim=1)
+        ctx.save_for_backward(edge_features, weight, bias)
+        ctx.slope = slope
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        edge_features, weight, bias = ctx.saved_tensors
+        n, k, n_in = edge_features.shape
+        channels = weight.shape[1]
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, k * channels))
+        grad_weight = torch.zeros_like(weight)
+        grad_bias = torch.zeros_like(bias)
+        scaled = grad_output / k
+        for start in range(0, n, chunk):
+            edges = edge_features[start : start + chunk]
+            pre = torch.matmul(edges, weight).add_(bias)
+            gate = torch.where(pre > 0, 1.0, ctx.slope).to(pre.dtype)
+            grad_pre = gate.mul_(scaled[start : start + chunk, None, :]).reshape(-1, channels)
+            grad_weight.addmm_(edges.reshape(-1, n_in).T, grad_pre)
+            grad_bias.add_(grad_pre.sum(dim=0))
+        return None, grad_weight, grad_bias, None
+
+
+def geometric_mean_mlp(edge_features, weight, bias, slope=LEAKY_SLOPE):
+    """Mean over neighbours of ``LeakyReLU(G @ weight + bias)``, memory O(n * channels).
+
+    Parameters
+    ----------
+    edge_features : Tensor of shape (n, k, 4)
+    weight : Tensor of shape (4, channels)
+    bias : Tensor of shape (channels,)
+    slope : float
+        Negative slope of the LeakyReLU.
+
+    Returns
+    -------
+    Tensor of shape (n, channels)
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.randn(5, 3, 4)
+    >>> w, b = torch.randn(4, 2), torch.randn(2)
+    >>> ref = torch.nn.functional.leaky_relu(g @ w + b, 0.2).mean(1)
+    >>> torch.allclose(geometric_mean_mlp(g, w, b), ref, atol=1e-6)
+    True
+    """
+    return _GeometricMeanMLP.apply(edge_features, weight, bias, slope)
+
+
+class SharedMLP(nn.Sequential):
+    """One dense layer applied to every point, followed by LeakyReLU."""
+
+    def __init__(self, n_in: int, n_out: int, slope: float = LEAKY_SLOPE):
+        super().__init__(nn.Linear(n_in, n_out), nn.LeakyReLU(slope))
+
+
+class LocalFeatureAggregation(nn.Module):
+    """LFA block: ``[mean_j MLP(G(p, p_j)), mean_j f_j]``, mapping d_LFA to 2 d_LFA channels."""
+
+    def __init__(self, d_lfa: int, slope: float = LEAKY_SLOPE):
+        super().__init__()
+        self.d_lfa = d_lfa
+        self.slope = slope
+        self.geometric = nn.Linear(4, d_lfa)
+
+    def geometric_term(self, graph: NeighborGraph) -> torch.Tensor:
+        return geometric_mean_mlp(graph.edge_features, self.geometric.weight.T, self.geometric.bias, self.slope)
+
+    def forward(self, features, graph: NeighborGraph, geometric=None):
+        if geometric is None:
+            geometric = self.geometric_term(graph)
+        return torch.cat([geometric, graph.neighbor_mean(features)], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """``f + MLP_out(LFA_2(LFA_1(MLP_in(f))))`` keeping dimension d (divisible by 4)."""
+
+    def __init__(self, d: int, slope: float = LEAKY_SLOPE):
+        super().__init__()
+        self.mlp_in = SharedMLP(d, d // 4, slope)
+        self.lfa1 = LocalFeatureAggregation(d // 4, slope)
+        self.lfa2 = LocalFeatureAggregation(d // 2, slope)
+        self.mlp_out = SharedMLP(d, d, slope)
+
+    def forward(self, features, graph: NeighborGraph, geometric=(None, None)):
+        hidden = self.lfa1(self.mlp_in(features), graph, geometric[0])
+        hidden = self.lfa2(hidden, graph, geometric[1])
+        return features + self.mlp_out(hidden)
+
+
+class DescriptorNet(nn.Module):
+    """Dense local descriptor network of 3D-ST: one d-dim descriptor per input point.
+
+    Parameters
+    ----------
+    d : int
+        Descriptor dimension, a multiple of 4.
+    n_blocks : int
+        Number of residual blocks; the receptive field spans ``2 * n_blocks`` kNN hops.
+    slope : float
+        Negative slope of every LeakyReLU.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skst3d._graph import NeighborGraph
+    >>> from skst3d.nn import DescriptorNet
+    >>> pts = torch.randn(50, 3)
+    >>> knn = torch.cdist(pts, pts).topk(5, largest=False).indices[:, 1:]
+    >>> net = DescriptorNet(d=8, n_blocks=2)
+    >>> net(NeighborGraph.from_knn(pts, knn)).shape
+    torch.Size([50, 8])
+    """
+
+    def __init__(self, d: int = 64, n_blocks: int = 4, slope: float = LEAKY_SLOPE):
+        super().__init__()
+        if d < 4 or d % 4:
+            raise ValueError(f"d must be a positive multiple of 4, got {d}")
+        self.d = d
+        self.n_blocks = n_blocks
+        self.blocks = nn.ModuleList(ResidualBlock(d, slope) for _ in range(n_blocks))
+        self.head = nn.Sequential(nn.Linear(d, d), nn.LeakyReLU(slope), nn.Linear(d, d))
+
+    @property
+    def n_hops(self) -> int:
+        """Hops of the kNN graph spanned by the receptive field (one per LFA block)."""
+        return 2 * self.n_blocks
+
+    def lfa_blocks(self) -> list[LocalFeatureAggregation]:
+        return [lfa for block in self.blocks for lfa in (block.lfa1, block.lfa2)]
+
+    def geometric_terms(self, graph: NeighborGraph) -> list[torch.Tensor]:
+        """Geometric halves of all LFA blocks, computed in one fused pass over the edges."""
+        return fused_geometric_terms([self], graph)[0]
+
+    def forward(self, graph: NeighborGraph, geometric=None) -> torch.Tensor:
+        if geometric is None:
+            geometric = self.geometric_terms(graph)
+        dtype = graph.edge_features.dtype
+        features = torch.zeros((graph.n_points, self.d), dtype=dtype, device=graph.edge_features.device)
+        for i, block in enumerate(self.blocks):
+            features = block(features, graph, geometric[2 * i : 2 * i + 2])
+        return self.head(features)
+
+
+def fused_geometric_terms(nets, graph: NeighborGraph) -> list[list[torch.Tensor]]:
+    """Geometric LFA terms of several networks from one pass over the (n, k, 4) edge features.
+
+    The geometric half of every LFA depends only on the geometry, so teacher and student
+    (and all their blocks) can evaluate it together: one matrix product per chunk of points
+    instead of 2 * n_blocks * len(nets). Differentiable in every network's weights.
+    """
+    lfas = [net.lfa_blocks() for net in nets]
+    flat = [lfa for group in lfas for lfa in group]
+    slopes = {lfa.slope for lfa in flat}
+    if len(slopes) != 1:
+        raise ValueError("networks with different LeakyReLU slopes cannot be fused")
+    weight = torch.cat([lfa.geometric.weight for lfa in flat], dim=0).T
+    bias = torch.cat([lfa.geometric.bias for lfa in flat])
+    dtype = graph.edge_features.dtype
+    joint = geometric_mean_mlp(graph.edge_features, weight.to(dtype), bias.to(dtype), slopes.pop())
+    pieces = iter(torch.split(joint, [lfa.d_lfa for lfa in flat], dim=1))
+    return [[next(pieces) for _ in group] for group in lfas]
+
+
+class ReceptiveFieldDecoder(nn.Module):
+    """Decoder D of the pretraining: ``d -> 128 -> 128 -> 3 m`` with LeakyReLU(0.05).
+
+    Examples
+    --------
+    >>> import torch
+    >>> ReceptiveFieldDecoder(d=16, n_points=32)(torch.zeros(4, 16)).shape
+    torch.Size([4, 32, 3])
+    """
+
+    def __init__(self, d: int = 64, n_points: int = 1024, hidden: int = 128, slope: float = DECODER_SLOPE):
+        super().__init__()
+        self.n_points = n_points
+        self.mlp = nn.Sequential(
+            nn.Linear(d, hidden),
+            nn.LeakyReLU(slope),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(slope),
+            nn.Linear(hidden, 3 * n_points),
+        )
+
+    def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
+        return self.mlp(descriptors).view(-1, self.n_points, 3)
