@@ -1,0 +1,397 @@
+"""3D Student-Teacher anomaly detection (paper, section 3.2) as a scikit-learn outlier detector."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_memory
+
+from ._graph import NeighborGraph
+from ._training import (
+    TorchStateMixin,
+    knn_of_clouds,
+    resolve_device,
+    scale_from_sums,
+    seed_from,
+    split_validation,
+    torch_seed,
+    train_best_epoch,
+)
+from ._validation import check_point_clouds, check_point_labels
+from .nn import DescriptorNet, ReceptiveFieldDecoder, fused_geometric_terms
+from .pretrain import _KNN_BACKENDS, TeacherPretrainer
+
+# Above this many bytes of cached graphs, graphs are rebuilt each step instead of kept.
+_GRAPH_CACHE_BYTES = 2 << 30
+# Built-in pretraining when no teacher is bundled for the requested d.
+_BUILTIN_SCENES = dict(n_scenes=40, n_points=4096)
+_FALLBACK_TEACHER_EPOCHS = 20
+
+
+class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
+    """Point-wise anomaly detection in 3D point clouds with 3D Student-Teacher (3D-ST).
+
+    A student network (same architecture as the teacher, random initialisation) learns to
+    regress the teacher's standardised local descriptors on anomaly-free clouds (equation 5);
+    a point's anomaly is the regression error ``‖f_S - (f_T - μ) / σ‖`` (equation 6).
+    Following scikit-learn's outlier detectors, :meth:`score_samples` returns minus that error:
+    higher means more normal.
+
+    Parameters
+    ----------
+    teacher : None, "random" or TeacherPretrainer, default=None
+        ``None``: the teacher bundled with skst3d for ``d`` (pretrained on the built-in
+        scenes if none is bundled for that ``d``); ``"random"``: an untrained teacher (the
+        paper's ablation baseline); a fitted :class:`TeacherPretrainer`: used as is (its ``d``
+        must equal ``d``); an unfitted one: cloned, given this detector's ``d`` and ``k`` and
+        fitted on the built-in scenes.
+    k : int, default=32
+        Neighbours in the kNN graph of the clouds (the teacher's network does not depend on k).
+    d : int, default=64
+        Descriptor dimension.
+    n_blocks : int or None, default=None
+        Residual blocks of the networks; ``None`` takes the teacher's (4 for "random").
+    n_epochs : int, default=100
+        Student training epochs (one step per training cloud and epoch).
+    learning_rate : float, default=1e-3
+        Adam learning rate.
+    weight_decay : float, default=1e-5
+        Adam weight decay.
+    validation_fraction : float, default=0.1
+        Fraction of training clouds held out to choose the best epoch and set ``offset_``.
+    n_points : int or None, default=None
+        If set, clouds with more points are reduced to ``n_points`` by farthest point sampling
+        (the paper uses 64,000); scores of the sampled points are carried to every input point
+        by nearest sampled neighbour, so outputs always match the input.
+    contamination : float, default=1e-3
+        Fraction of held-out anomaly-free points that :meth:`predict` flags; sets ``offset_``.
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available.
+    knn_backend : {"auto", "keops", "kdtree", "torch"}, default="auto"
+        See :func:`skst3d.geometry.knn_graph`.
+    memory : str, joblib.Memory or None, default=None
+        Caches teacher pretraining (unfitted teacher or no bundled weights) so that a grid
+        search pretrains each teacher once.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the student's weights, the validation split and the training order.
+    verbose : int, default=0
+        Progress bar with the losses per epoch when > 0.
+
+    Attributes
+    ----------
+    teacher_ : TeacherPretrainer
+        The fitted teacher in use.
+    student_ : DescriptorNet
+        The trained student (weights of the best validation epoch).
+    scale_ : float
+        Mean kNN distance s of the training clouds (equation 4), in input units.
+    feature_mean_, feature_std_ : ndarray of shape (d,)
+        Mean and standard deviation of the teacher's descriptors over the training points.
+    offset_ : float
+        Threshold on :meth:`score_samples`; ``decision_function = score_samples - offset_``.
+    loss_curve_, validation_loss_curve_ : list of float
+        Mean squared regression error per epoch (equation 5), training and validation.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    n_features_in_ : int
+        Always 3 (x, y, z).
+
+    See Also
+    --------
+    TeacherPretrainer : self-supervised teacher pretraining.
+    skst3d.metrics.au_pro_scorer : AU-PRO for model selection.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skst3d import StudentTeacherDetector
+    >>> rng = np.random.default_rng(0)
+    >>> clouds = [rng.normal(size=(200, 3)) for _ in range(4)]
+    >>> det = StudentTeacherDetector("random", k=8, d=8, n_blocks=1, n_epochs=2,
+    ...                              random_state=0).fit(clouds)
+    >>> scores = det.score_samples(clouds[:1])
+    >>> scores[0].shape, bool((scores[0] <= 0).all())
+    ((200,), True)
+    >>> sorted(set(np.concatenate(det.predict(clouds)).tolist()))
+    [-1, 1]
+    """
+
+    _parameter_constraints = {
+        "teacher": [None, StrOptions({"random"}), HasMethods(["fit", "transform"])],
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "d": [Interval(Integral, 4, None, closed="left")],
+        "n_blocks": [Interval(Integral, 1, None, closed="left"), None],
+        "n_epochs": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "n_points": [Interval(Integral, 2, None, closed="left"), None],
+        "contamination": [Interval(Real, 0, 0.5, closed="both")],
+        "device": [str, torch.device],
+        "knn_backend": [StrOptions(_KNN_BACKENDS)],
+        "memory": [None, str, HasMethods(["cache"])],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        teacher=None,
+        *,
+        k=32,
+        d=64,
+        n_blocks=None,
+        n_epochs=100,
+        learning_rate=1e-3,
+        weight_decay=1e-5,
+        validation_fraction=0.1,
+        n_points=None,
+        contamination=1e-3,
+        device="auto",
+        knn_backend="auto",
+        memory=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.teacher = teacher
+        self.k = k
+        self.d = d
+        self.n_blocks = n_blocks
+        self.n_epochs = n_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.n_points = n_points
+        self.contamination = contamination
+        self.device = device
+        self.knn_backend = knn_backend
+        self.memory = memory
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, X, y=None):
+        """Train the student on anomaly-free clouds.
+
+        Parameters
+        ----------
+        X : list of array-like of shape (n_i, 3)
+            Training clouds.
+        y : list of array-like of shape (n_i,), optional
+            Per-point labels (0 or False = normal). Clouds with any anomalous point are left
+            out of training, so a grid search over a labelled mixed set trains on good clouds.
+
+        Returns
+        -------
+        self : StudentTeacherDetector
+        """
+        self._validate_params()
+        if self.d % 4:
+            raise ValueError(f"d must be a multiple of 4, got d={self.d}")
+        clouds = check_point_clouds(X, min_points=self.k + 1)
+        if y is not None:
+            labels = check_point_labels(y, clouds)
+            clouds = [c for c, lab in zip(clouds, labels) if not np.any(lab)]
+            if not clouds:
+                raise ValueError("every training cloud has anomalous points in y; fit needs anomaly-free clouds")
+        rng = check_random_state(self.random_state)
+        device = resolve_device(self.device)
+        teacher = self._resolve_teacher(rng)
+        teacher_net = teacher.network_.to(device).eval()
+        n_blocks = teacher_net.n_blocks
+        if self.n_blocks is not None and self.n_blocks != n_blocks:
+            raise ValueError(f"n_blocks={self.n_blocks} differs from the teacher's n_blocks={n_blocks}")
+        clouds = self._reduce(clouds, seed_from(rng))
+
+        points, knn, total, count = knn_of_clouds(clouds, self.k, device, self.knn_backend)
+        scale = scale_from_sums(total, count)
+        points = [p / scale for p in points]
+        keep_graphs = sum(p.shape[0] for p in points) * self.k * 40 < _GRAPH_CACHE_BYTES
+        cache = {}
+
+        def graph(i):
+            if i in cache:
+                return cache[i]
+            g = NeighborGraph.from_knn(points[i], knn[i])
+            if keep_graphs:
+                cache[i] = g
+            return g
+
+        train_idx, val_idx = split_validation(len(clouds), self.validation_fraction, rng)
+        with torch.no_grad():
+            # Teacher descriptors are fixed during student training: computed once.
+            teacher_features = [teacher_net(graph(i)) for i in range(len(clouds))]
+        stacked = torch.cat([teacher_features[i] for i in train_idx])
+        mean = stacked.mean(0)
+        std = stacked.std(0).clamp_min(1e-6)
+        del stacked
+        targets = [(f - mean) / std for f in teacher_features]
+        del teacher_features
+
+        with torch_seed(seed_from(rng)):
+            student = DescriptorNet(teacher_net.d, n_blocks).to(device)
+        optimizer = torch.optim.Adam(student.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+
+        def regression_error(i):
+            return (student(graph(i)) - targets[i]).pow(2).sum(1).mean()
+
+        def run_epoch(epoch):
+            total_loss = 0.0
+            for i in rng.permutation(train_idx):
+                loss = regression_error(i)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total_loss += float(loss.detach())
+            return total_loss / len(train_idx)
+
+        def validate():
+            if len(val_idx) == 0:
+                return None
+            return float(np.mean([float(regression_error(i)) for i in val_idx]))
+
+        losses, val_losses, best_epoch, _ = train_best_epoch(
+            {"student": student}, optimizer, self.n_epochs, run_epoch, validate, self.verbose, "student"
+        )
+        student.eval()
+        held_out = val_idx if len(val_idx) else train_idx
+        with torch.no_grad():
+            errors = torch.cat([(student(graph(i)) - targets[i]).norm(dim=1) for i in held_out])
+        offset = float(np.quantile(-errors.cpu().numpy().astype(np.float64), self.contamination))
+
+        # Fitted attributes are set only now: an interrupted fit leaves no half-fitted state.
+        self.teacher_ = teacher
+        self.student_ = student
+        self.scale_ = float(scale)
+        self.feature_mean_ = mean.cpu().numpy()
+        self.feature_std_ = std.cpu().numpy()
+        self.offset_ = offset
+        self.loss_curve_ = losses
+        self.validation_loss_curve_ = val_losses
+        self.best_epoch_ = best_epoch
+        self.n_features_in_ = 3
+        return self
+
+    def _resolve_teacher(self, rng):
+        teacher = self.teacher
+        if isinstance(teacher, str):  # "random", the only string allowed by the constraints
+            return _random_teacher(self.d, self.k, self.n_blocks or 4, seed_from(rng))
+        if teacher is None:
+            try:
+                return TeacherPretrainer.from_pretrained(d=self.d, device=self.device, knn_backend=self.knn_backend)
+            except FileNotFoundError:
+                teacher = TeacherPretrainer(
+                    d=self.d, k=self.k, n_blocks=self.n_blocks or 4, n_epochs=_FALLBACK_TEACHER_EPOCHS, random_state=0
+                )
+        if hasattr(teacher, "network_"):
+            if teacher.network_.d != self.d:
+                raise ValueError(
+                    f"the fitted teacher has d={teacher.network_.d} but the detector has d={self.d}; "
+                    "set d to the teacher's or pass an unfitted TeacherPretrainer"
+                )
+            return teacher
+        params = clone(teacher).set_params(d=self.d, k=self.k).get_params()
+        if self.n_blocks is not None:
+            params["n_blocks"] = self.n_blocks
+        fit_teacher = check_memory(self.memory).cache(_fit_teacher_on_builtin_scenes)
+        return fit_teacher(type(teacher), params, **_BUILTIN_SCENES)
+
+    def _reduce(self, clouds, seed):
+        if self.n_points is None:
+            return clouds
+        from .geometry import farthest_point_sampling
+
+        out = []
+        for cloud in clouds:
+            if cloud.shape[0] > self.n_points:
+                idx = farthest_point_sampling(torch.from_numpy(cloud), self.n_points, random_state=seed)
+                cloud = cloud[idx.numpy()]
+            out.append(cloud)
+        return out
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def score_samples(self, X):
+        """Normality of every point: minus the regression error of equation (6).
+
+        Parameters
+        ----------
+        X : list of array-like of shape (n_i, 3)
+
+        Returns
+        -------
+        scores : list of ndarray of shape (n_i,), float64
+            Higher means more normal (scikit-learn's outlier convention); ``-scores[i]`` are
+            anomaly scores for :mod:`skst3d.metrics`.
+        """
+        check_is_fitted(self)
+        clouds = check_point_clouds(X, min_points=self.k + 1)
+        device = resolve_device(self.device)
+        teacher = self.teacher_.network_.to(device).eval()
+        student = self.student_.to(device).eval()
+        mean = torch.as_tensor(self.feature_mean_, device=device)
+        std = torch.as_tensor(self.feature_std_, device=device)
+        seed = self.random_state if isinstance(self.random_state, Integral) else 0
+        reduced = self._reduce(clouds, seed)
+        points, knn, _, _ = knn_of_clouds(reduced, self.k, device, self.knn_backend)
+        scores = []
+        with torch.no_grad():
+            for cloud, sampled, p, idx in zip(clouds, reduced, points, knn):
+                graph = NeighborGraph.from_knn(p / self.scale_, idx)
+                # Teacher and student share the graph and one pass over its edges.
+                geo_teacher, geo_student = fused_geometric_terms([teacher, student], graph)
+                target = (teacher(graph, geo_teacher) - mean) / std
+                error = (student(graph, geo_student) - target).norm(dim=1).cpu().numpy().astype(np.float64)
+                if sampled.shape[0] != cloud.shape[0]:
+                    from scipy.spatial import cKDTree
+
+                    error = error[cKDTree(sampled).query(cloud, workers=-1)[1]]
+                scores.append(-error)
+        return scores
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_`` per cloud: negative values are flagged anomalous."""
+        return [s - self.offset_ for s in self.score_samples(X)]
+
+    def predict(self, X):
+        """Per point +1 (normal) or -1 (anomalous), one int array per cloud."""
+        return [np.where(s >= 0, 1, -1) for s in self.decision_function(X)]
+
+    def score_clouds(self, X):
+        """Cloud-level normality for detection (as in I-AUROC): the lowest point score.
+
+        Minus this is the maximum point anomaly of each cloud, the usual cloud-level anomaly
+        score; higher means more normal.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_clouds,)
+        """
+        return np.array([s.min() for s in self.score_samples(X)])
+
+
+def _random_teacher(d, k, n_blocks, seed):
+    teacher = TeacherPretrainer(d=d, k=k, n_blocks=n_blocks, random_state=seed)
+    with torch_seed(seed):
+        teacher.network_ = DescriptorNet(d, n_blocks).eval()
+        teacher.decoder_ = ReceptiveFieldDecoder(d, teacher.n_decoded_points).eval()
+    teacher.scale_ = 1.0
+    teacher.loss_curve_, teacher.validation_loss_curve_ = [], []
+    teacher.best_epoch_, teacher.best_loss_ = -1, float("nan")
+    teacher.n_features_in_ = 3
+    teacher.metadata_ = {"pretrained": False}
+    return teacher
+
+
+def _fit_teacher_on_builtin_scenes(cls, params, n_scenes, n_points):
+    """Pretrain a teacher on built-in procedural scenes (cached through ``memory``)."""
+    from .datasets import make_pretraining_scenes
+
+    scenes = make_pretraining_scenes(n_scenes, n_points=n_points, random_state=0)
+    return cls(**params).fit(scenes)

@@ -1,0 +1,207 @@
+"""StudentTeacherDetector: semantics of equations (4)-(6), sklearn behaviour, persistence."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from scipy.spatial import cKDTree
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from skst3d import StudentTeacherDetector, TeacherPretrainer
+from skst3d._graph import NeighborGraph
+
+SMALL = dict(k=6, d=8, n_blocks=1, n_epochs=3)
+
+
+def wavy_clouds(n_clouds=5, n=160, seed=0, bump=False):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_clouds):
+        uv = rng.uniform(-1, 1, size=(n, 2))
+        z = 0.2 * np.sin(3 * uv[:, 0])
+        if bump:
+            z = z + 0.6 * np.exp(-((uv[:, 0] - 0.3) ** 2 + uv[:, 1] ** 2) / 0.02)
+        out.append(np.c_[uv * 20, z * 20] + rng.normal(scale=0.05, size=(n, 3)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return StudentTeacherDetector("random", **SMALL, random_state=0).fit(wavy_clouds())
+
+
+def test_init_only_stores():
+    det = StudentTeacherDetector(teacher="nonsense", k=0)
+    assert det.teacher == "nonsense"
+    with pytest.raises(ValueError):
+        det.fit(wavy_clouds())
+
+
+def test_not_fitted():
+    with pytest.raises(NotFittedError):
+        StudentTeacherDetector().score_samples(wavy_clouds(1))
+
+
+def test_score_is_minus_regression_error_computed_independently(fitted):
+    cloud = wavy_clouds(1, seed=3)[0]
+    scores = fitted.score_samples([cloud])[0]
+    # equation (6) by hand: kNN graph of the scaled cloud, teacher and student run separately
+    pts = torch.as_tensor(cloud / fitted.scale_, dtype=torch.float32)
+    idx = torch.from_numpy(cKDTree(cloud).query(cloud, SMALL["k"] + 1)[1][:, 1:])
+    graph = NeighborGraph.from_knn(pts, idx)
+    with torch.no_grad():
+        teacher = fitted.teacher_.network_(graph).numpy()
+        student = fitted.student_(graph).numpy()
+    error = np.linalg.norm(student - (teacher - fitted.feature_mean_) / fitted.feature_std_, axis=1)
+    np.testing.assert_allclose(scores, -error, rtol=1e-4, atol=1e-5)
+
+
+def test_scale_and_standardisation(fitted):
+    clouds = wavy_clouds()
+    k = SMALL["k"]
+    total = sum(cKDTree(c).query(c, k + 1)[0][:, 1:].sum() for c in clouds)
+    assert fitted.scale_ == pytest.approx(total / (k * sum(map(len, clouds))), rel=1e-5)
+    assert fitted.feature_mean_.shape == fitted.feature_std_.shape == (SMALL["d"],)
+    assert np.all(fitted.feature_std_ > 0)
+
+
+def test_offset_flags_contamination_fraction():
+    clouds = wavy_clouds(6)
+    det = StudentTeacherDetector("random", **SMALL, contamination=0.1, validation_fraction=0.5, random_state=0)
+    det.fit(clouds)
+    # the held-out clouds are those not used for training; over all training clouds the
+    # flagged fraction should be near 10 %
+    flagged = np.mean(np.concatenate(det.predict(clouds)) == -1)
+    assert 0.0 < flagged < 0.3
+    decision = det.decision_function(clouds)
+    for d, s in zip(decision, det.score_samples(clouds)):
+        np.testing.assert_allclose(d, s - det.offset_)
+
+
+def test_predict_and_fit_predict_shapes(fitted):
+    clouds = wavy_clouds(2, seed=4)
+    labels = fitted.predict(clouds)
+    assert [l.shape for l in labels] == [(160,), (160,)]
+    assert set(np.concatenate(labels)) <= {-1, 1}
+    out = clone(fitted).fit_predict(wavy_clouds())
+    assert len(out) == 5
+
+
+def test_score_clouds_is_min_point_score(fitted):
+    clouds = wavy_clouds(3, seed=6)
+    np.testing.assert_allclose(fitted.score_clouds(clouds), [s.min() for s in fitted.score_samples(clouds)])
+
+
+def test_student_learns_and_anomaly_scores_higher():
+    train = wavy_clouds(8)
+    det = StudentTeacherDetector("random", k=8, d=16, n_blocks=1, n_epochs=40, random_state=0).fit(train)
+    assert det.loss_curve_[-1] < 0.5 * det.loss_curve_[0]
+    (test,) = wavy_clouds(1, seed=11, bump=True)
+    anomaly = -det.score_samples([test])[0]
+    uv = test[:, :2] / 20
+    in_bump = ((uv[:, 0] - 0.3) ** 2 + uv[:, 1] ** 2) < 0.01
+    assert anomaly[in_bump].mean() > 2 * anomaly[~in_bump].mean()
+
+
+def test_y_leaves_out_anomalous_clouds():
+    clouds = wavy_clouds(4)
+    y = [np.zeros(160, bool) for _ in clouds]
+    y[0][3] = True
+    det = StudentTeacherDetector("random", **SMALL, validation_fraction=0, random_state=0)
+    det.fit(clouds, y)
+    ref = StudentTeacherDetector("random", **SMALL, validation_fraction=0, random_state=0).fit(clouds[1:])
+    assert det.scale_ == pytest.approx(ref.scale_)
+    with pytest.raises(ValueError, match="anomaly-free"):
+        StudentTeacherDetector("random", **SMALL).fit(clouds[:1], [y[0]])
+    with pytest.raises(ValueError):
+        StudentTeacherDetector("random", **SMALL).fit(clouds, [np.zeros(3)] * 4)
+
+
+def test_n_points_reduces_and_scores_every_input_point():
+    clouds = wavy_clouds(4, n=300)
+    det = StudentTeacherDetector("random", **SMALL, n_points=100, random_state=0).fit(clouds)
+    scores = det.score_samples(clouds[:1])[0]
+    assert scores.shape == (300,)
+    assert len(np.unique(scores)) <= 100  # carried from the 100 sampled points
+
+
+def test_fitted_teacher_used_as_is_and_d_mismatch():
+    clouds = wavy_clouds()
+    teacher = TeacherPretrainer(d=8, k=6, n_blocks=1, n_epochs=1, n_decoded_points=8, random_state=0).fit(clouds)
+    det = StudentTeacherDetector(teacher, **SMALL, random_state=0).fit(clouds)
+    assert det.teacher_ is teacher
+    with pytest.raises(ValueError, match="d=8"):
+        StudentTeacherDetector(teacher, k=6, d=16).fit(clouds)
+
+
+def test_unfitted_teacher_is_pretrained_and_cached(tmp_path, monkeypatch):
+    import skst3d.detector as mod
+
+    monkeypatch.setattr(mod, "_BUILTIN_SCENES", dict(n_scenes=2, n_points=300))
+    teacher = TeacherPretrainer(n_blocks=1, n_epochs=1, n_decoded_points=8, samples_per_step=2, random_state=0)
+    det = StudentTeacherDetector(teacher, **SMALL, memory=str(tmp_path), random_state=0).fit(wavy_clouds())
+    assert det.teacher_.d == 8 and det.teacher_.k == 6
+    assert not hasattr(teacher, "network_")  # the user's object is cloned, not fitted
+    again = StudentTeacherDetector(teacher, **SMALL, memory=str(tmp_path), random_state=0).fit(wavy_clouds())
+    for a, b in zip(det.teacher_.network_.parameters(), again.teacher_.network_.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_repeatable_on_cpu():
+    a = StudentTeacherDetector("random", **SMALL, random_state=5).fit(wavy_clouds())
+    b = StudentTeacherDetector("random", **SMALL, random_state=5).fit(wavy_clouds())
+    np.testing.assert_array_equal(a.score_samples(wavy_clouds(1))[0], b.score_samples(wavy_clouds(1))[0])
+
+
+def test_pickle_and_joblib_identical_scores(fitted, tmp_path):
+    clouds = wavy_clouds(2, seed=8)
+    expected = fitted.score_samples(clouds)
+    blob = pickle.dumps(fitted)
+    # only the networks' weights (teacher with its decoder, student) and a few arrays: no
+    # cached graphs, descriptors or compiled objects
+    n_params = sum(p.numel() for m in (fitted.teacher_.network_, fitted.teacher_.decoder_, fitted.student_)
+                   for p in m.parameters())
+    assert len(blob) < 4 * n_params * 1.1 + 50_000
+    assert b"LazyTensor" not in blob
+    for got, exp in zip(pickle.loads(blob).score_samples(clouds), expected):
+        np.testing.assert_array_equal(got, exp)
+    joblib.dump(fitted, tmp_path / "d.joblib")
+    for got, exp in zip(joblib.load(tmp_path / "d.joblib").score_samples(clouds), expected):
+        np.testing.assert_array_equal(got, exp)
+
+
+def test_interrupted_fit_leaves_unfitted(monkeypatch):
+    import skst3d.detector as mod
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "train_best_epoch", boom)
+    det = StudentTeacherDetector("random", **SMALL)
+    with pytest.raises(KeyboardInterrupt):
+        det.fit(wavy_clouds())
+    assert not any(name.endswith("_") and not name.startswith("_") for name in vars(det))
+
+
+def test_refit_after_interrupt_is_clean(monkeypatch, fitted):
+    det = pickle.loads(pickle.dumps(fitted))
+    before = det.offset_
+    import skst3d.detector as mod
+
+    monkeypatch.setattr(mod, "train_best_epoch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError):
+        det.fit(wavy_clouds(3, seed=1))
+    assert det.offset_ == before  # the old fit is untouched
+
+
+@pytest.mark.cuda
+def test_cuda_fit_loads_on_cpu():
+    det = StudentTeacherDetector("random", **SMALL, device="cuda", random_state=0).fit(wavy_clouds())
+    loaded = pickle.loads(pickle.dumps(det))
+    loaded.set_params(device="cpu")
+    a = loaded.score_samples(wavy_clouds(1))[0]
+    b = det.score_samples(wavy_clouds(1))[0]
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
