@@ -1,0 +1,65 @@
+"""The classical FPFH + memory-bank baseline."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from skst3d.baseline import FPFHMemoryBankDetector, _pair_features, fpfh_features
+
+
+def test_pair_features_worked_by_hand():
+    # source at origin with normal +z, target at (1, 0, 0) with normal tilted 45 deg towards +x
+    p_s, n_s = np.zeros(3), np.array([0.0, 0.0, 1.0])
+    p_t, n_t = np.array([1.0, 0.0, 0.0]), np.array([np.sqrt(0.5), 0.0, np.sqrt(0.5)])
+    # |n_s . d| = 0 < |n_t . d| = 0.707: the source becomes the target point (swap), d -> (-1, 0, 0)
+    # u = n_t, v = u x d = (0, -0.707, 0) normalised = (0, -1, 0), w = u x v = (0.707, 0, -0.707)
+    alpha, phi, theta = _pair_features(p_s, n_s, p_t, n_t)
+    assert alpha == pytest.approx(0.0, abs=1e-12)  # v . n_s
+    assert phi == pytest.approx(-np.sqrt(0.5))  # u . d
+    # theta = atan2(w . n_s, u . n_s) = atan2(-0.707, 0.707) = -pi/4
+    assert theta == pytest.approx(-np.pi / 4)
+
+
+def test_flat_plane_histograms_concentrate():
+    rng = np.random.default_rng(0)
+    plane = np.c_[rng.uniform(size=(400, 2)), np.zeros(400)]
+    f = fpfh_features(plane, k_normals=10, k_features=10, n_bins=5)
+    # on a plane every pair has alpha = phi = theta = 0: all mass in the middle bins
+    centre = f.reshape(-1, 3, 5)[:, :, 2]
+    np.testing.assert_allclose(centre, 2.0, atol=1e-6)  # SPFH (1) + weighted neighbour mean (1)
+
+
+def test_bump_scores_higher_than_plane():
+    rng = np.random.default_rng(0)
+
+    def plate(bump):
+        xy = rng.uniform(-1, 1, size=(1500, 2))
+        z = 0.01 * rng.normal(size=1500)
+        if bump:
+            z = z + 0.25 * np.exp(-(xy ** 2).sum(1) / 0.02)
+        return np.c_[xy, z]
+
+    det = FPFHMemoryBankDetector(k_normals=12, k_features=16).fit([plate(False) for _ in range(3)])
+    test = plate(True)
+    anomaly = -det.score_samples([test])[0]
+    inside = (test[:, :2] ** 2).sum(1) < 0.02
+    assert anomaly[inside].mean() > 3 * anomaly[~inside].mean()
+    assert det.predict([test])[0][inside].tolist().count(-1) > 0
+
+
+def test_memory_size_and_pickle():
+    rng = np.random.default_rng(1)
+    clouds = [rng.normal(size=(200, 3)) for _ in range(2)]
+    det = FPFHMemoryBankDetector(k_normals=8, k_features=8, memory_size=50, random_state=0).fit(clouds)
+    assert det.memory_bank_.shape[0] == 50
+    loaded = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(loaded.score_samples(clouds)[0], det.score_samples(clouds)[0])
+
+
+def test_y_filters_training_clouds():
+    rng = np.random.default_rng(2)
+    clouds = [rng.normal(size=(100, 3)) for _ in range(2)]
+    y = [np.zeros(100, int), np.ones(100, int)]
+    det = FPFHMemoryBankDetector(k_normals=8, k_features=8).fit(clouds, y)
+    assert det.memory_bank_.shape[0] == 100
