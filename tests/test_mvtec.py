@@ -1,0 +1,201 @@
+"""Tests for MVTec 3D-AD loading and score-to-image conversion (harmonic / nearest fill)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from skst3d.datasets import load_mvtec3d, scores_to_image
+from skst3d.datasets._harmonic import harmonic_fill
+
+
+# --------------------------------------------------------------------------- harmonic fill
+def test_harmonic_fill_1d_is_linear_between_known_values():
+    image = np.zeros((1, 9))
+    known = np.zeros((1, 9), bool)
+    known[0, [0, 4, 8]] = True
+    image[0, [0, 4, 8]] = [1.0, 5.0, -3.0]
+    expected = np.interp(np.arange(9), [0, 4, 8], [1.0, 5.0, -3.0])
+    np.testing.assert_allclose(harmonic_fill(image, known)[0], expected, atol=1e-12)
+
+
+@settings(deadline=None, max_examples=20)
+@given(
+    h=st.integers(3, 12), w=st.integers(3, 12),
+    a=st.floats(-5, 5), b=st.floats(-5, 5), c=st.floats(-5, 5),
+)
+def test_harmonic_fill_reproduces_linear_boundary_data(h, w, a, b, c):
+    y, x = np.mgrid[0:h, 0:w]
+    linear = a * x + b * y + c
+    known = np.zeros((h, w), bool)
+    known[0], known[-1], known[:, 0], known[:, -1] = True, True, True, True
+    image = np.where(known, linear, 123.0)  # garbage at unknown pixels must be ignored
+    np.testing.assert_allclose(harmonic_fill(image, known), linear, atol=1e-9)
+
+
+def _neighbour_mean(image):
+    """Mean of the in-image 4-neighbours of every pixel (independent of the solver)."""
+    h, w = image.shape
+    total = np.zeros((h, w))
+    count = np.zeros((h, w))
+    total[1:] += image[:-1]
+    count[1:] += 1
+    total[:-1] += image[1:]
+    count[:-1] += 1
+    total[:, 1:] += image[:, :-1]
+    count[:, 1:] += 1
+    total[:, :-1] += image[:, 1:]
+    count[:, :-1] += 1
+    return total / count
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    known=arrays(bool, st.tuples(st.integers(1, 10), st.integers(1, 10))),
+    seed=st.integers(0, 1000),
+)
+def test_harmonic_fill_mean_value_property_and_maximum_principle(known, seed):
+    values = np.random.default_rng(seed).normal(size=known.shape)
+    filled = harmonic_fill(values, known)
+    np.testing.assert_array_equal(filled[known], values[known])
+    if not known.any():
+        np.testing.assert_array_equal(filled, 0.0)
+        return
+    unknown = ~known
+    if known.size > 1:
+        np.testing.assert_allclose(filled[unknown], _neighbour_mean(filled)[unknown], atol=1e-9)
+    assert filled.min() >= values[known].min() - 1e-9
+    assert filled.max() <= values[known].max() + 1e-9
+
+
+def test_harmonic_fill_matches_a_dense_solve():
+    rng = np.random.default_rng(3)
+    h, w = 6, 7
+    known = rng.random((h, w)) < 0.3
+    values = rng.normal(size=(h, w))
+    # dense linear system written independently: x_u - mean(neighbours) = 0
+    ids = {p: i for i, p in enumerate(zip(*np.nonzero(~known)))}
+    A = np.zeros((len(ids), len(ids)))
+    rhs = np.zeros(len(ids))
+    for (y, x), i in ids.items():
+        nbrs = [(y + dy, x + dx) for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)) if 0 <= y + dy < h and 0 <= x + dx < w]
+        A[i, i] = len(nbrs)
+        for q in nbrs:
+            if q in ids:
+                A[i, ids[q]] -= 1
+            else:
+                rhs[i] += values[q]
+    solution = np.linalg.solve(A, rhs)
+    filled = harmonic_fill(values, known)
+    np.testing.assert_allclose([filled[p] for p in ids], solution, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- scores_to_image
+def test_scores_to_image_modes():
+    shape = (5, 6)
+    index = np.array([0, 7, 7, 20, 29])
+    scores = np.array([1.0, 2.0, 4.0, -1.0, 0.5])
+    raw = scores_to_image(scores, index, shape, fill=None)
+    assert raw.shape == shape
+    assert raw.flat[0] == 1.0 and raw.flat[7] == 3.0  # duplicates are averaged
+    assert np.isnan(raw).sum() == 30 - 4
+    near = scores_to_image(scores, index, shape, fill="nearest")
+    known = ~np.isnan(raw)
+    ky, kx = np.nonzero(known)
+    for y in range(shape[0]):
+        for x in range(shape[1]):
+            d = (ky - y) ** 2 + (kx - x) ** 2
+            candidates = raw[ky[d == d.min()], kx[d == d.min()]]
+            assert near[y, x] in candidates
+    harm = scores_to_image(scores, index, shape)
+    np.testing.assert_array_equal(harm[known], raw[known])
+    assert np.isfinite(harm).all()
+    np.testing.assert_array_equal(scores_to_image([], [], shape), np.zeros(shape))
+    with pytest.raises(ValueError, match="fill"):
+        scores_to_image(scores, index, shape, fill="cubic")
+    with pytest.raises(ValueError, match="out of range"):
+        scores_to_image(scores, index + 10, shape)
+
+
+# --------------------------------------------------------------------------- fake MVTec tree
+H, W = 40, 48
+
+
+def _fake_xyz(rng, with_defect):
+    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+    xs, ys = (x - W / 2) * 0.001, (y - H / 2) * 0.001  # metre-like units, 1 mm pixels
+    z = 0.6 + 0.02 * xs - 0.01 * ys  # tilted background plane
+    obj = (np.abs(x - W / 2) < 10) & (np.abs(y - H / 2) < 8)
+    z = np.where(obj, z - 0.02 - 0.002 * rng.random((H, W)), z)  # object 2 cm above the plane
+    xyz = np.stack([xs, ys, z], axis=-1).astype(np.float32)
+    xyz[rng.random((H, W)) < 0.05] = 0.0  # invalid pixels
+    mask = np.zeros((H, W), np.uint8)
+    if with_defect:
+        mask[18:22, 20:25] = 255
+    return xyz, obj, mask
+
+
+@pytest.fixture
+def mvtec_root(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    Image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    truth = {}
+    for split, types in (("train", ["good"]), ("test", ["good", "crack", "hole"])):
+        for defect in types:
+            for i in range(2):
+                xyz, obj, mask = _fake_xyz(rng, defect != "good")
+                folder = tmp_path / "widget" / split / defect
+                (folder / "xyz").mkdir(parents=True, exist_ok=True)
+                tifffile.imwrite(folder / "xyz" / f"{i:03d}.tiff", xyz, photometric="minisblack")
+                if split == "test":
+                    (folder / "gt").mkdir(exist_ok=True)
+                    Image.fromarray(mask).save(folder / "gt" / f"{i:03d}.png")
+                truth[(split, defect, i)] = (xyz, obj, mask)
+    return tmp_path, truth
+
+
+def test_mvtec_fake_tree_roundtrip(mvtec_root):
+    root, truth = mvtec_root
+    data = load_mvtec3d(root, "widget", split="test", remove_background=False)
+    assert data.defect_types == ["crack", "crack", "good", "good", "hole", "hole"]
+    assert data.category == "widget" and data.split == "test"
+    for k, defect in enumerate(data.defect_types):
+        xyz, obj, mask = truth[("test", defect, k % 2)]
+        valid = np.any(xyz != 0, axis=-1)
+        assert data.image_shapes[k] == (H, W)
+        np.testing.assert_array_equal(data.pixel_index[k], np.flatnonzero(valid))
+        np.testing.assert_array_equal(data.clouds[k], xyz.reshape(-1, 3)[data.pixel_index[k]])
+        assert data.clouds[k].dtype == np.float32 and data.pixel_index[k].dtype == np.int64
+        np.testing.assert_array_equal(data.masks[k], mask > 0)
+        np.testing.assert_array_equal(data.point_labels[k], (mask > 0).ravel()[data.pixel_index[k]])
+        # scores placed back on the grid land on the right pixels
+        image = scores_to_image(data.clouds[k][:, 2], data.pixel_index[k], data.image_shapes[k], fill=None)
+        np.testing.assert_array_equal(image[valid], xyz[..., 2][valid])
+        assert data.paths[k].endswith(f"{k % 2:03d}.tiff")
+
+
+def test_mvtec_background_removal(mvtec_root):
+    root, truth = mvtec_root
+    data = load_mvtec3d(root, "widget", split="test", defect_types=["good"], background_threshold=0.005)
+    assert data.defect_types == ["good", "good"]
+    for k in range(2):
+        xyz, obj, _ = truth[("test", "good", k)]
+        valid = np.any(xyz != 0, axis=-1)
+        np.testing.assert_array_equal(data.pixel_index[k], np.flatnonzero((valid & obj).ravel()))
+        assert not data.masks[k].any()
+
+
+def test_mvtec_train_split_and_options(mvtec_root):
+    root, _ = mvtec_root
+    data = load_mvtec3d(root, "widget", split="train", max_samples=1)
+    assert data.defect_types == ["good"] and len(data.clouds) == 1
+    assert data.masks[0].shape == (H, W) and not data.masks[0].any()
+    assert len(data.clouds[0]) < H * W * 0.3
+    with pytest.raises(FileNotFoundError):
+        load_mvtec3d(root, "widget", split="validation")
+    with pytest.raises(ValueError, match="split"):
+        load_mvtec3d(root, "widget", split="val")
+    with pytest.raises(ValueError, match="not found"):
+        load_mvtec3d(root, "widget", defect_types=["scratch"])
