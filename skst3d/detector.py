@@ -64,6 +64,15 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         Adam weight decay.
     validation_fraction : float, default=0.1
         Fraction of training clouds held out to choose the best epoch and set ``offset_``.
+    n_students : int, default=1
+        Students trained from different random initialisations. A point's anomaly is the
+        root-mean-square regression error over the students, which equals the error of the
+        ensemble mean plus the predictive variance (as in the 2D student-teacher method) and
+        reduces to equation (6) for one student.
+    smoothing : int, default=0
+        Passes of neighbourhood averaging applied to the point anomalies (each pass replaces a
+        point's anomaly by the mean over itself and its k neighbours), the 3D counterpart of
+        the Gaussian blur 2D methods apply to anomaly maps. 0 keeps the paper's raw errors.
     n_points : int or None, default=None
         If set, clouds with more points are reduced to ``n_points`` by farthest point sampling
         (the paper uses 64,000); scores of the sampled points are carried to every input point
@@ -87,7 +96,10 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
     teacher_ : TeacherPretrainer
         The fitted teacher in use.
     student_ : DescriptorNet
-        The trained student (weights of the best validation epoch).
+        The trained student (weights of the best validation epoch); the first one when
+        ``n_students > 1``.
+    students_ : list of DescriptorNet
+        All trained students.
     scale_ : float
         Mean kNN distance s of the training clouds (equation 4), in input units.
     feature_mean_, feature_std_ : ndarray of shape (d,)
@@ -127,6 +139,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         "d": [Interval(Integral, 4, None, closed="left")],
         "n_blocks": [Interval(Integral, 1, None, closed="left"), None],
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
+        "n_students": [Interval(Integral, 1, None, closed="left")],
+        "smoothing": [Interval(Integral, 0, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
@@ -147,6 +161,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         d=64,
         n_blocks=None,
         n_epochs=100,
+        n_students=1,
+        smoothing=0,
         learning_rate=1e-3,
         weight_decay=1e-5,
         validation_fraction=0.1,
@@ -163,6 +179,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         self.d = d
         self.n_blocks = n_blocks
         self.n_epochs = n_epochs
+        self.n_students = n_students
+        self.smoothing = smoothing
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
@@ -235,11 +253,19 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         del teacher_features
 
         with torch_seed(seed_from(rng)):
-            student = DescriptorNet(teacher_net.d, n_blocks).to(device)
-        optimizer = torch.optim.Adam(student.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+            students = [DescriptorNet(teacher_net.d, n_blocks).to(device) for _ in range(self.n_students)]
+        # One Adam over all students: their losses add up but their gradients never mix.
+        optimizer = torch.optim.Adam(
+            [p for student in students for p in student.parameters()],
+            lr=self.learning_rate,
+            weight_decay=self.weight_decay,
+        )
 
         def regression_error(i):
-            return (student(graph(i)) - targets[i]).pow(2).sum(1).mean()
+            """Equation (5) per student, summed over the students."""
+            g = graph(i)
+            geometric = fused_geometric_terms(students, g)
+            return sum((student(g, geo) - targets[i]).pow(2).sum(1).mean() for student, geo in zip(students, geometric))
 
         def run_epoch(epoch):
             total_loss = 0.0
@@ -249,25 +275,26 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
                 loss.backward()
                 optimizer.step()
                 total_loss += float(loss.detach())
-            return total_loss / len(train_idx)
+            return total_loss / (len(train_idx) * len(students))
 
         def validate():
             if len(val_idx) == 0:
                 return None
-            return float(np.mean([float(regression_error(i)) for i in val_idx]))
+            return float(np.mean([float(regression_error(i)) for i in val_idx])) / len(students)
 
+        modules = {f"student{j}": student for j, student in enumerate(students)}
         losses, val_losses, best_epoch, _ = train_best_epoch(
-            {"student": student}, optimizer, self.n_epochs, run_epoch, validate, self.verbose, "student"
+            modules, optimizer, self.n_epochs, run_epoch, validate, self.verbose, "student"
         )
-        student.eval()
         held_out = val_idx if len(val_idx) else train_idx
         with torch.no_grad():
-            errors = torch.cat([(student(graph(i)) - targets[i]).norm(dim=1) for i in held_out])
+            errors = torch.cat([_point_anomaly(students, graph(i), targets[i], self.smoothing) for i in held_out])
         offset = float(np.quantile(-errors.cpu().numpy().astype(np.float64), self.contamination))
 
         # Fitted attributes are set only now: an interrupted fit leaves no half-fitted state.
         self.teacher_ = teacher
-        self.student_ = student
+        self.students_ = students
+        self.student_ = students[0]
         self.scale_ = float(scale)
         self.feature_mean_ = mean.cpu().numpy()
         self.feature_std_ = std.cpu().numpy()
@@ -334,7 +361,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         clouds = check_point_clouds(X, min_points=self.k + 1)
         device = resolve_device(self.device)
         teacher = self.teacher_.network_.to(device).eval()
-        student = self.student_.to(device).eval()
+        students = [student.to(device).eval() for student in self.students_]
         mean = torch.as_tensor(self.feature_mean_, device=device)
         std = torch.as_tensor(self.feature_std_, device=device)
         seed = self.random_state if isinstance(self.random_state, Integral) else 0
@@ -344,15 +371,16 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         with torch.no_grad():
             for cloud, sampled, p, idx in zip(clouds, reduced, points, knn):
                 graph = NeighborGraph.from_knn(p / self.scale_, idx)
-                # Teacher and student share the graph and one pass over its edges.
-                geo_teacher, geo_student = fused_geometric_terms([teacher, student], graph)
+                # Teacher and students share the graph and one pass over its edges.
+                geo_teacher, *geo_students = fused_geometric_terms([teacher, *students], graph)
                 target = (teacher(graph, geo_teacher) - mean) / std
-                error = (student(graph, geo_student) - target).norm(dim=1).cpu().numpy().astype(np.float64)
+                anomaly = _point_anomaly(students, graph, target, self.smoothing, geo_students)
+                anomaly = anomaly.cpu().numpy().astype(np.float64)
                 if sampled.shape[0] != cloud.shape[0]:
                     from scipy.spatial import cKDTree
 
-                    error = error[cKDTree(sampled).query(cloud, workers=-1)[1]]
-                scores.append(-error)
+                    anomaly = anomaly[cKDTree(sampled).query(cloud, workers=-1)[1]]
+                scores.append(-anomaly)
         return scores
 
     def decision_function(self, X):
@@ -374,6 +402,16 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n_clouds,)
         """
         return np.array([s.min() for s in self.score_samples(X)])
+
+
+def _point_anomaly(students, graph, target, smoothing, geometric=None):
+    """RMS over students of the regression error (6), optionally averaged over neighbourhoods."""
+    geometric = geometric or [None] * len(students)
+    squared = sum((student(graph, geo) - target).pow(2).sum(1) for student, geo in zip(students, geometric))
+    anomaly = (squared / len(students)).sqrt()
+    for _ in range(smoothing):
+        anomaly = (anomaly + graph.k * graph.neighbor_mean(anomaly[:, None])[:, 0]) / (graph.k + 1)
+    return anomaly
 
 
 def _random_teacher(d, k, n_blocks, seed):

@@ -205,3 +205,35 @@ def test_cuda_fit_loads_on_cpu():
     a = loaded.score_samples(wavy_clouds(1))[0]
     b = det.score_samples(wavy_clouds(1))[0]
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def _by_hand(det, cloud):
+    """Teacher target and each student's output on the scaled cloud's kNN graph."""
+    pts = torch.as_tensor(cloud / det.scale_, dtype=torch.float32)
+    idx = torch.from_numpy(cKDTree(cloud).query(cloud, det.k + 1)[1][:, 1:])
+    graph = NeighborGraph.from_knn(pts, idx)
+    with torch.no_grad():
+        target = (det.teacher_.network_(graph).numpy() - det.feature_mean_) / det.feature_std_
+        outputs = [s(graph).numpy() for s in det.students_]
+    return target, outputs, idx.numpy()
+
+
+def test_ensemble_score_is_rms_of_student_errors():
+    det = StudentTeacherDetector("random", **SMALL, n_students=3, random_state=0).fit(wavy_clouds())
+    assert len(det.students_) == 3 and det.student_ is det.students_[0]
+    cloud = wavy_clouds(1, seed=12)[0]
+    target, outputs, _ = _by_hand(det, cloud)
+    squared = np.mean([((o - target) ** 2).sum(1) for o in outputs], axis=0)
+    np.testing.assert_allclose(-det.score_samples([cloud])[0], np.sqrt(squared), rtol=1e-4, atol=1e-5)
+    # students start from different weights
+    assert not torch.equal(det.students_[0].head[0].weight, det.students_[1].head[0].weight)
+
+
+def test_smoothing_averages_over_neighbourhoods():
+    det = StudentTeacherDetector("random", **SMALL, smoothing=2, random_state=0).fit(wavy_clouds())
+    cloud = wavy_clouds(1, seed=13)[0]
+    target, (output,), idx = _by_hand(det, cloud)
+    anomaly = np.linalg.norm(output - target, axis=1)
+    for _ in range(2):
+        anomaly = np.c_[anomaly, anomaly[idx]].mean(1)  # itself and its k neighbours
+    np.testing.assert_allclose(-det.score_samples([cloud])[0], anomaly, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,108 @@
+"""Detection quality: 3D-ST (bundled and random teacher) against the classical FPFH baseline.
+
+Same run, same data: the built-in synthetic parts and the real-geometry set from the shared
+CAD meshes (skipped without them). One detector per part type, as MVTec 3D-AD trains per
+category. Prints AU-PRO@0.3, AU-PRO@0.05 and cloud AUROC per part type and writes the
+"quality" section of benchmarks/RESULTS.md.
+
+    python benchmarks/bench_quality.py                  # full
+    python benchmarks/bench_quality.py --quick          # small smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _evaluate import evaluate, summarise  # noqa: E402
+from _results import markdown_table, write_section  # noqa: E402
+
+from skst3d import StudentTeacherDetector, TeacherPretrainer  # noqa: E402
+from skst3d.baseline import FPFHMemoryBankDetector  # noqa: E402
+from skst3d.datasets import make_synthetic_parts  # noqa: E402
+
+
+def methods(args):
+    st = dict(k=args.k, d=args.d, n_epochs=args.epochs, n_students=args.students, smoothing=args.smoothing,
+              random_state=0)
+    out = {}
+    if "pretrained" in args.methods:
+        out["3D-ST, bundled teacher"] = lambda: StudentTeacherDetector(None, **st)
+    if "random" in args.methods:
+        n_blocks = TeacherPretrainer.from_pretrained(d=args.d).n_blocks if "pretrained" in args.methods else 4
+        out["3D-ST, random teacher"] = lambda: StudentTeacherDetector("random", n_blocks=n_blocks, **st)
+    if "baseline" in args.methods:
+        out["FPFH memory bank"] = lambda: FPFHMemoryBankDetector(random_state=0)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--datasets", default="synthetic,real")
+    parser.add_argument("--parts", default=None, help="comma-separated part types (default all)")
+    parser.add_argument("--methods", default="pretrained,random,baseline")
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--d", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--students", type=int, default=1)
+    parser.add_argument("--smoothing", type=int, default=0)
+    parser.add_argument("--n-train", type=int, default=12)
+    parser.add_argument("--n-test", type=int, default=8)
+    parser.add_argument("--points", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--section", default="quality")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.epochs, args.n_train, args.n_test, args.points = 3, 4, 4, 1024
+    parts = args.parts.split(",") if args.parts else None
+
+    datasets = {}
+    if "synthetic" in args.datasets:
+        datasets["synthetic parts"] = make_synthetic_parts(
+            n_train=args.n_train, n_test=args.n_test, n_points=args.points, part_types=parts, random_state=0)
+    if "real" in args.datasets:
+        from real_geometry import make_real_geometry_set
+
+        real = make_real_geometry_set(n_train=args.n_train, n_test=args.n_test, n_points=args.points, random_state=0)
+        if real is None:
+            print("real-geometry set skipped: shared meshes not found")
+        else:
+            datasets["real-geometry parts"] = real
+
+    body = [f"Settings: k={args.k}, d={args.d}, student epochs={args.epochs}, students={args.students}, "
+            f"smoothing={args.smoothing}, {args.n_train} train / {args.n_test} test clouds per part type, "
+            f"{args.points} points per cloud."]
+    for name, data in datasets.items():
+        print(f"== {name}", flush=True)
+        results = {}
+        for label, factory in methods(args).items():
+            print(f"-- {label}", flush=True)
+            results[label] = evaluate(factory, data)
+        header = ["part"] + [f"{label} {m}" for label in results for m in ("AU-PRO@0.3", "@0.05", "AUROC")]
+        part_names = [r["part"] for r in next(iter(results.values()))]
+        rows = []
+        for i, part in enumerate(part_names):
+            rows.append([part] + [v for label in results for v in (
+                results[label][i]["au_pro_30"], results[label][i]["au_pro_05"], results[label][i]["cloud_auroc"])])
+        means = {label: summarise(r) for label, r in results.items()}
+        rows.append(["mean"] + [v for label in results for v in (
+            means[label]["au_pro_30"], means[label]["au_pro_05"], means[label]["cloud_auroc"])])
+        body.append(f"### {name}\n\n" + markdown_table(header, rows))
+        cost = [[label, m["fit_s"], m["score_s"], m["boundary_fp_share"]] for label, m in means.items()]
+        body.append(markdown_table(["method", "fit s per part type", "score s per part type",
+                                    "boundary share of top-1% normal anomalies"], cost))
+        print("\n".join(body[-2:]), flush=True)
+    write_section(args.section, "Detection quality against the classical baseline", "\n\n".join(body))
+
+
+if __name__ == "__main__":
+    main()
