@@ -415,7 +415,8 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
     def available_pretrained(cls):
         """(d, k) pairs of the teachers bundled with skst3d."""
         found = []
-        for name in sorted(os.listdir(WEIGHTS_DIR)):
+        names = os.listdir(WEIGHTS_DIR) if os.path.isdir(WEIGHTS_DIR) else []
+        for name in sorted(names):
             if name.startswith("teacher_d") and name.endswith(".pt"):
                 d, k = name[len("teacher_d") : -3].split("_k")
                 found.append((int(d), int(k)))

@@ -8,25 +8,12 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
 from skst3d._graph import NeighborGraph, induced_subgraph
+from skst3d._reference import naive_descriptors as naive_forward
 from skst3d.nn import DescriptorNet, ReceptiveFieldDecoder, fused_geometric_terms, geometric_mean_mlp
 
 
 def knn_indices(points, k):
     return torch.from_numpy(cKDTree(points.numpy()).query(points.numpy(), k + 1)[1][:, 1:])
-
-
-def naive_forward(net, points, idx):
-    """The network written the straightforward way: gather, concatenate, mean."""
-    diff = points[:, None, :] - points[idx]
-    geometry = torch.cat([diff, diff.norm(dim=-1, keepdim=True)], dim=-1)
-    features = torch.zeros(points.shape[0], net.d, dtype=points.dtype)
-    for block in net.blocks:
-        hidden = block.mlp_in(features)
-        for lfa in (block.lfa1, block.lfa2):
-            geo = torch.nn.functional.leaky_relu(lfa.geometric(geometry), 0.2)
-            hidden = torch.cat([geo, hidden[idx]], dim=-1).mean(dim=1)
-        features = features + block.mlp_out(hidden)
-    return net.head(features)
 
 
 def bfs_field(idx, center, hops):

@@ -189,3 +189,12 @@ def test_fitted_on_cuda_loads_on_cpu():
     loaded.set_params(device="cpu")
     out = loaded.transform(surface_clouds(1))[0]
     np.testing.assert_allclose(out, t.transform(surface_clouds(1))[0], atol=1e-4)
+
+
+def test_available_pretrained_without_weights_folder(monkeypatch, tmp_path):
+    import skst3d.pretrain as mod
+
+    monkeypatch.setattr(mod, "WEIGHTS_DIR", str(tmp_path / "missing"))
+    assert TeacherPretrainer.available_pretrained() == []
+    with pytest.raises(FileNotFoundError, match="no bundled teacher"):
+        TeacherPretrainer.from_pretrained(d=64)

@@ -1,0 +1,172 @@
+"""Time and memory against n, d and k, beside the paper's Table 3 (V100), CPU and GPU.
+
+* Inference = points on the device -> per-point anomaly scores: one kNN graph shared by teacher
+  and student, then both networks (their geometric LFA terms in one fused pass).
+* Against a straightforward gather-concat-mean implementation of the same two networks
+  (skst3d._reference), measured in the same run.
+* Training step = student forward + backward + Adam step on one cloud.
+* Peak memory: torch.cuda.max_memory_allocated on GPU; growth of the process's peak RSS on CPU.
+
+    python benchmarks/bench_scaling.py            # CPU: n = 4k, 16k, 64k; GPU: the paper's grid
+    python benchmarks/bench_scaling.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _results import markdown_table, write_section  # noqa: E402
+
+from skst3d._graph import NeighborGraph  # noqa: E402
+from skst3d._reference import naive_descriptors  # noqa: E402
+from skst3d.geometry import knn_graph  # noqa: E402
+from skst3d.nn import DescriptorNet, fused_geometric_terms  # noqa: E402
+
+# Paper, Table 3 (V100, n = 64,000 unless varied): inference s, training GB, inference GB.
+PAPER = {
+    ("n", 16000): (0.014, 2.29, 1.71), ("n", 32000): (0.026, 3.33, 2.15), ("n", 64000): (0.049, 5.89, 2.71),
+    ("n", 128000): (0.080, 7.87, 3.47),
+    ("d", 16): (0.017, 2.06, 1.75), ("d", 32): (0.028, 3.54, 2.24), ("d", 64): (0.049, 5.89, 2.71),
+    ("d", 128): (0.093, 10.98, 5.14), ("d", 256): (0.189, 21.13, 8.81),
+    ("k", 8): (0.020, 2.43, 1.79), ("k", 16): (0.030, 3.98, 2.28), ("k", 32): (0.049, 5.89, 2.71),
+    ("k", 64): (0.080, 10.86, 4.76),
+}
+
+
+def surface(n, seed=0):
+    rng = np.random.default_rng(seed)
+    uv = rng.uniform(-1, 1, size=(n, 2)) * np.sqrt(n) / 2
+    z = np.sin(uv[:, 0] / 5) * np.cos(uv[:, 1] / 7) * 3
+    return torch.tensor(np.c_[uv, z], dtype=torch.float32)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats=3):
+    fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def peak_rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def measure(n, d, k, device, naive=False, train=True):
+    points = surface(n).to(device)
+    teacher, student = DescriptorNet(d, 4).to(device).eval(), DescriptorNet(d, 4).to(device)
+    mean, std = torch.zeros(d, device=device), torch.ones(d, device=device)
+
+    def infer():
+        with torch.no_grad():
+            idx, _ = knn_graph(points, k)
+            graph = NeighborGraph.from_knn(points, idx)
+            geo_t, geo_s = fused_geometric_terms([teacher, student], graph)
+            target = (teacher(graph, geo_t) - mean) / std
+            return (student(graph, geo_s) - target).norm(dim=1)
+
+    def infer_naive():
+        with torch.no_grad():
+            idx, _ = knn_graph(points, k)
+            target = (naive_descriptors(teacher, points, idx) - mean) / std
+            return (naive_descriptors(student, points, idx) - target).norm(dim=1)
+
+    row = {}
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
+    row["infer_s"] = timed(infer, device)
+    row["infer_gb"] = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
+    if naive:
+        row["naive_s"] = timed(infer_naive, device, repeats=2)
+    if train:
+        idx, _ = knn_graph(points, k)
+        graph = NeighborGraph.from_knn(points, idx)
+        with torch.no_grad():
+            target = teacher(graph)
+        optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+
+        def step():
+            loss = (student(graph) - target).pow(2).sum(1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
+        row["train_s"] = timed(step, device)
+        row["train_gb"] = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
+                          ("cpu" if args.device == "auto" else args.device))
+    body = []
+
+    # CPU target: n = 16,384, d = 64, k = 32 against the naive implementation, same run.
+    n_ref = 4096 if args.quick else 16384
+    cpu = measure(n_ref, 64, 32, torch.device("cpu"), naive=True, train=False)
+    speedup = cpu["naive_s"] / cpu["infer_s"]
+    line = (f"CPU inference, n = {n_ref}, d = 64, k = 32, teacher + student, kNN included: "
+            f"skst3d {cpu['infer_s']:.3f} s, gather-concat-mean {cpu['naive_s']:.3f} s, speed-up {speedup:.1f}x "
+            f"({torch.get_num_threads()} threads).")
+    print(line, flush=True)
+    body.append(line)
+
+    grid = [("n", n, 64, 32) for n in ((1024, 4096) if args.quick else (4096, 16384, 65536))]
+    if device.type == "cuda" and not args.quick:
+        grid = ([("n", n, 64, 32) for n in (4096, 16000, 32000, 64000, 128000, 256000)]
+                + [("d", 64000, d, 32) for d in (16, 32, 128, 256)]
+                + [("k", 64000, 64, k) for k in (8, 16, 64)])
+    elif not args.quick:
+        grid += [("d", 16384, d, 32) for d in (32, 128)] + [("k", 16384, 64, k) for k in (16, 64)]
+    rows = []
+    for axis, n, d, k in grid:
+        r = measure(n, d, k, device)
+        value = {"n": n, "d": d, "k": k}[axis]
+        paper = PAPER.get((axis, value)) if n in (16000, 32000, 64000, 128000) else None
+        rows.append([axis, n, d, k, r["infer_s"], r["infer_gb"], r["train_s"], r["train_gb"],
+                     *(paper if paper else ("", "", ""))])
+        print(rows[-1], flush=True)
+    header = ["varied", "n", "d", "k", "inference s", "inference GB", "train step s", "train GB",
+              "paper inference s (V100)", "paper train GB", "paper inference GB"]
+    table = markdown_table(header, rows)
+    print(table)
+    ns = [r for r in rows if r[0] == "n"]
+    if len(ns) >= 2:
+        growth = np.log(ns[-1][4] / ns[0][4]) / np.log(ns[-1][1] / ns[0][1])
+        body.append(f"Inference time grows as n^{growth:.2f} from n = {ns[0][1]} to {ns[-1][1]} on {device.type}.")
+    body.append(f"Device for the grid: {device}. Memory on CPU is the growth of the process's peak RSS "
+                "(0 when an earlier, larger run already set the peak).")
+    body.append(table)
+    write_section("scaling", "Time and memory against n, d and k", "\n\n".join(body))
+
+
+if __name__ == "__main__":
+    main()
