@@ -14,9 +14,9 @@ specialised once per dtype and device:
   in both directions of :func:`skst3d.geometry.chamfer_distance`. Batches of point sets
   of different sizes go through the same formula with block-diagonal ``ranges``.
 
-The first run of each formula in a process is logged (logger ``"skst3d"``, level INFO)
-with its duration and the cache folder, so that first-use compile time is visible with
-``logging.basicConfig(level=logging.INFO)``.
+The first run of each formula in a process is logged (logger ``"skst3d"``) with its duration
+and the cache folder: at WARNING when it took over a second, i.e. KeOps compiled it, so that
+first-use compile time is visible without any logging set up; at INFO otherwise.
 
 Cache folder: ``$KEOPS_CACHE_FOLDER`` if set, else ``$XDG_CACHE_HOME/skst3d/keops``
 (``~/.cache/skst3d/keops`` without ``XDG_CACHE_HOME``); compiled formulas go to the
@@ -131,6 +131,9 @@ def _lazy_tensor_class():
     return _import_pykeops().torch.LazyTensor
 
 
+_COMPILE_NOTICE_SECONDS = 1.0
+
+
 def _run_logged(key, fn):
     """Run ``fn()``; log the duration the first time ``key`` runs in this process."""
     if key in _seen_formulas:
@@ -139,7 +142,11 @@ def _run_logged(key, fn):
     out = fn()
     elapsed = time.perf_counter() - start
     _seen_formulas.add(key)
-    logger.info(
+    # A slow first run means KeOps compiled the formula: say so even with logging unconfigured
+    # (WARNING reaches stderr by default); a warm-cache first run stays at INFO.
+    level = logging.WARNING if elapsed > _COMPILE_NOTICE_SECONDS else logging.INFO
+    logger.log(
+        level,
         "KeOps formula %s first run in this process: %.2f s (includes compilation on a cold "
         "cache; cache folder %s)",
         "/".join(str(k) for k in key),

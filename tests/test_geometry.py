@@ -1,5 +1,7 @@
 """Tests for skst3d.geometry against brute-force numpy references."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -440,6 +442,18 @@ def test_keops_first_run_is_logged(keops_ok, caplog):
         _keops.nearest_indices(x, x)
     messages = [r.getMessage() for r in caplog.records if "KeOps formula nearest" in r.getMessage()]
     assert len(messages) == 1 and _keops.build_folder() in messages[0]
+
+
+def test_slow_first_run_is_a_warning_fast_one_info(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(_keops, "_COMPILE_NOTICE_SECONDS", 0.05)
+    with caplog.at_level(logging.INFO, logger="skst3d"):
+        _keops._run_logged(("test", "slow"), lambda: time.sleep(0.1))
+        _keops._run_logged(("test", "fast"), lambda: None)
+        _keops._run_logged(("test", "slow"), lambda: time.sleep(0.1))  # second run: silent
+    levels = {r.getMessage().split()[2]: r.levelno for r in caplog.records if "formula test/" in r.getMessage()}
+    assert levels == {"test/slow": logging.WARNING, "test/fast": logging.INFO}
 
 
 def test_keops_cache_folder(monkeypatch, tmp_path):
