@@ -62,7 +62,8 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
     n_epochs : int, default=250
         Passes over the training clouds; one step per cloud and epoch.
     samples_per_step : int, default=16
-        Receptive fields reconstructed per step.
+        Receptive fields reconstructed per step (at least 2: the decoder standardises the
+        descriptors over them).
     n_decoded_points : int, default=1024
         Points m produced by the decoder for each receptive field.
     learning_rate : float, default=1e-3
@@ -130,7 +131,7 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         "k": [Interval(Integral, 1, None, closed="left")],
         "n_blocks": [Interval(Integral, 1, None, closed="left")],
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
-        "samples_per_step": [Interval(Integral, 1, None, closed="left")],
+        "samples_per_step": [Interval(Integral, 2, None, closed="left")],
         "n_decoded_points": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],

@@ -190,7 +190,7 @@ def test_bad_dimension():
 def test_decoder_shape():
     dec = ReceptiveFieldDecoder(d=8, n_points=10)
     assert dec(torch.zeros(3, 8)).shape == (3, 10, 3)
-    assert len(dec.mlp) == 5
+    assert len(dec.mlp) == 6  # input standardisation + 3 dense layers + 2 activations
     assert [m.out_features for m in dec.mlp if isinstance(m, torch.nn.Linear)] == [128, 128, 30]
 
 
