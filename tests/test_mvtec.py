@@ -6,7 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from skst3d.datasets import load_mvtec3d, scores_to_image
+from scipy import sparse
+from scipy.sparse.linalg import spsolve
+
+from skst3d.datasets import _harmonic, load_mvtec3d, scores_to_image
 from skst3d.datasets._harmonic import harmonic_fill
 
 
@@ -89,6 +92,77 @@ def test_harmonic_fill_matches_a_dense_solve():
     solution = np.linalg.solve(A, rhs)
     filled = harmonic_fill(values, known)
     np.testing.assert_allclose([filled[p] for p in ids], solution, atol=1e-10)
+
+
+def _reference_fill(values, known):
+    """Direct sparse solve of the same equations, assembled independently with Kronecker sums."""
+    h, w = known.shape
+
+    def path_laplacian(n):  # 1-D graph Laplacian of a path: natural boundary at both ends
+        off = -np.ones(n - 1)
+        return sparse.diags([off, np.r_[1.0, 2.0 * np.ones(n - 2), 1.0] if n > 1 else [0.0], off], [-1, 0, 1])
+
+    lap = (sparse.kron(sparse.eye(h), path_laplacian(w)) + sparse.kron(path_laplacian(h), sparse.eye(w))).tocsr()
+    u, k = np.flatnonzero(~known), np.flatnonzero(known)
+    out = np.where(known, values, 0.0).ravel()
+    out[u] = spsolve(lap[u][:, u].tocsc(), -lap[u][:, k] @ values.ravel()[k])
+    return out.reshape(h, w)
+
+
+def _object_with_holes(h, w, seed):
+    """Blob of known pixels with holes, a slit and missing pixels, on an unknown background."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    r = np.hypot(y - h / 2, x - w / 2) / min(h, w)
+    theta = np.arctan2(y - h / 2, x - w / 2)
+    known = r < 0.3 * (1 + 0.15 * np.sin(3 * theta))
+    known &= rng.random((h, w)) > 0.1
+    known[(y - h // 2) ** 2 + (x - w // 3) ** 2 < 16] = False
+    known[h // 4: 3 * h // 4, w // 2] = False
+    values = np.sin(x / 9.0) + np.cos(y / 7.0) + 0.1 * rng.normal(size=(h, w))
+    return values, known
+
+
+@pytest.mark.parametrize("shape", [(120, 120), (97, 131)])
+def test_harmonic_fill_multigrid_matches_direct_solve(shape):
+    values, known = _object_with_holes(*shape, seed=sum(shape))
+    assert (~known).sum() > _harmonic._DIRECT_MAX  # the multigrid-preconditioned CG path
+    expected = _reference_fill(values, known)
+    filled = harmonic_fill(values, known)
+    np.testing.assert_array_equal(filled[known], values[known])
+    np.testing.assert_allclose(filled, expected, rtol=0, atol=1e-6 * np.ptp(values[known]))
+    # offset invariance: the solver centres the data, large offsets must not cost accuracy
+    np.testing.assert_allclose(harmonic_fill(values + 1e4, known), expected + 1e4, rtol=0, atol=1e-5)
+
+
+def test_harmonic_fill_multigrid_reproduces_linear_data():
+    h, w = 90, 110
+    y, x = np.mgrid[0:h, 0:w]
+    linear = 0.3 * x - 0.7 * y + 2.0
+    known = np.random.default_rng(1).random((h, w)) < 0.02
+    known[0], known[-1], known[:, 0], known[:, -1] = True, True, True, True
+    filled = harmonic_fill(np.where(known, linear, -50.0), known)
+    np.testing.assert_allclose(filled, linear, rtol=0, atol=1e-7)
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    known=arrays(bool, st.tuples(st.integers(1, 14), st.integers(1, 14))),
+    seed=st.integers(0, 1000),
+)
+def test_harmonic_fill_multigrid_on_any_pattern(known, seed):
+    # force the iterative path (tiny coarsest grid) on arbitrary known patterns, including
+    # ones where coarsening stalls, and compare with the independent direct solve
+    values = np.random.default_rng(seed).normal(size=known.shape)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_harmonic, "_DIRECT_MAX", 1)
+        filled = harmonic_fill(values, known)
+    if not known.any():
+        np.testing.assert_array_equal(filled, 0.0)
+        return
+    np.testing.assert_allclose(filled, _reference_fill(values, known), rtol=0, atol=1e-8)
+    if known.size > 1:
+        np.testing.assert_allclose(filled[~known], _neighbour_mean(filled)[~known], atol=1e-8)
 
 
 # --------------------------------------------------------------------------- scores_to_image
