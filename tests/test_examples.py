@@ -9,8 +9,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
+
+from _fake_mvtec import write_fake_mvtec
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -68,35 +69,10 @@ def test_mvtec3d_evaluation_without_data(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def _fake_mvtec_tree(root, category="widget", size=(36, 44)):
-    """A tiny MVTec 3D-AD-like tree: xyz TIFFs of a box on a tilted plane, gt PNGs."""
-    tifffile = pytest.importorskip("tifffile")
-    Image = pytest.importorskip("PIL.Image")
-    h, w = size
-    rng = np.random.default_rng(0)
-    for split, types in (("train", ["good"]), ("test", ["good", "crack"])):
-        for defect in types:
-            folder = root / category / split / defect
-            (folder / "xyz").mkdir(parents=True)
-            for i in range(3):
-                y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-                xs, ys = (x - w / 2) * 0.001, (y - h / 2) * 0.001
-                z = 0.6 + 0.02 * xs - 0.01 * ys
-                obj = (np.abs(x - w / 2) < 12) & (np.abs(y - h / 2) < 10)
-                z = np.where(obj, z - 0.02 - 0.0002 * rng.random((h, w)), z)
-                mask = np.zeros((h, w), np.uint8)
-                if defect != "good":
-                    mask[16:20, 20:25] = 255
-                    z[mask > 0] -= 0.003  # a bump on the object
-                xyz = np.stack([xs, ys, z], axis=-1).astype(np.float32)
-                tifffile.imwrite(folder / "xyz" / f"{i:03d}.tiff", xyz, photometric="minisblack")
-                if split == "test":
-                    (folder / "gt").mkdir(exist_ok=True)
-                    Image.fromarray(mask).save(folder / "gt" / f"{i:03d}.png")
-
-
 def test_mvtec3d_evaluation_on_a_fake_tree(tmp_path):
-    _fake_mvtec_tree(tmp_path)
+    # a box on a tilted plane; "crack" samples carry a 3 mm bump on the object, no invalid pixels
+    write_fake_mvtec(tmp_path, shape=(36, 44), n_per_type=3, defect_types=("crack",), defect=(16, 20, 20, 25),
+                     half_size=(10, 12), noise=0.0002, bump=0.003)
     out = run_example("mvtec3d_evaluation.py", "--quick", "--root", str(tmp_path), "--categories", "widget").stdout
     assert "widget" in out and "AU-PRO@0.3" in out and "mean" in out
     value = float(out.split("AU-PRO@0.3")[1].split()[0])

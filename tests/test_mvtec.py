@@ -9,6 +9,7 @@ from hypothesis.extra.numpy import arrays
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
+from _fake_mvtec import write_fake_mvtec
 from skst3d.datasets import _harmonic, load_mvtec3d, scores_to_image
 from skst3d.datasets._harmonic import harmonic_fill
 
@@ -196,38 +197,13 @@ def test_scores_to_image_modes():
 H, W = 40, 48
 
 
-def _fake_xyz(rng, with_defect):
-    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
-    xs, ys = (x - W / 2) * 0.001, (y - H / 2) * 0.001  # metre-like units, 1 mm pixels
-    z = 0.6 + 0.02 * xs - 0.01 * ys  # tilted background plane
-    obj = (np.abs(x - W / 2) < 10) & (np.abs(y - H / 2) < 8)
-    z = np.where(obj, z - 0.02 - 0.002 * rng.random((H, W)), z)  # object 2 cm above the plane
-    xyz = np.stack([xs, ys, z], axis=-1).astype(np.float32)
-    xyz[rng.random((H, W)) < 0.05] = 0.0  # invalid pixels
-    mask = np.zeros((H, W), np.uint8)
-    if with_defect:
-        mask[18:22, 20:25] = 255
-    return xyz, obj, mask
-
-
 @pytest.fixture
 def mvtec_root(tmp_path):
-    tifffile = pytest.importorskip("tifffile")
-    Image = pytest.importorskip("PIL.Image")
-    rng = np.random.default_rng(0)
+    # box object (obj) on a tilted plane, 5 % invalid pixels; defects are a fixed 4x5 gt box
     truth = {}
-    for split, types in (("train", ["good"]), ("test", ["good", "crack", "hole"])):
-        for defect in types:
-            for i in range(2):
-                xyz, obj, mask = _fake_xyz(rng, defect != "good")
-                folder = tmp_path / "widget" / split / defect
-                (folder / "xyz").mkdir(parents=True, exist_ok=True)
-                tifffile.imwrite(folder / "xyz" / f"{i:03d}.tiff", xyz, photometric="minisblack")
-                if split == "test":
-                    (folder / "gt").mkdir(exist_ok=True)
-                    Image.fromarray(mask).save(folder / "gt" / f"{i:03d}.png")
-                truth[(split, defect, i)] = (xyz, obj, mask)
-    return tmp_path, truth
+    write_fake_mvtec(tmp_path, shape=(H, W), n_per_type=2, defect_types=("crack", "hole"), truth=truth,
+                     defect=(18, 22, 20, 25), half_size=(8, 10), noise=0.002, invalid_fraction=0.05)
+    return tmp_path, {key[1:]: sample for key, sample in truth.items()}
 
 
 def test_mvtec_fake_tree_roundtrip(mvtec_root):

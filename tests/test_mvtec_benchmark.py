@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from _fake_mvtec import write_fake_mvtec
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "mvtec3d.py")
 REAL_RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")
@@ -22,43 +24,12 @@ def _load_script():
     return module
 
 
-def _fake_sample(rng, defect):
-    """A tilted plane with a box-shaped object 2 cm above it; defects are bumps on the object."""
-    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
-    xs, ys = (x - W / 2) * 0.001, (y - H / 2) * 0.001
-    z = 0.6 + 0.02 * xs - 0.01 * ys
-    obj = (np.abs(x - W / 2) < 10) & (np.abs(y - H / 2) < 9)
-    z = np.where(obj, z - 0.02 - 0.0005 * rng.random((H, W)), z)
-    mask = np.zeros((H, W), np.uint8)
-    if defect:
-        cy, cx = rng.integers(15, 25, size=2)
-        bump = obj & ((y - cy) ** 2 + (x - cx) ** 2 < 9)
-        z = np.where(bump, z - 0.004, z)
-        mask[bump] = 255
-    xyz = np.stack([xs, ys, z], axis=-1).astype(np.float32)
-    xyz[rng.random((H, W)) < 0.03] = 0.0  # invalid pixels, as in real scans
-    return xyz, mask
-
-
 @pytest.fixture
 def fake_root(tmp_path):
-    tifffile = pytest.importorskip("tifffile")
-    Image = pytest.importorskip("PIL.Image")
-    rng = np.random.default_rng(0)
-    root = tmp_path / "mvtec"
-    for category in ("bagel", "rope"):
-        for split, types, n in (("train", ["good"], 4), ("test", ["good", "crack", "hole"], 3)):
-            for defect in types:
-                folder = root / category / split / defect
-                (folder / "xyz").mkdir(parents=True)
-                if split == "test":
-                    (folder / "gt").mkdir()
-                for i in range(n):
-                    xyz, mask = _fake_sample(rng, defect != "good")
-                    tifffile.imwrite(folder / "xyz" / f"{i:03d}.tiff", xyz, photometric="minisblack")
-                    if split == "test":
-                        Image.fromarray(mask).save(folder / "gt" / f"{i:03d}.png")
-    return root
+    # a box on a tilted plane, 3 % invalid pixels; defects are 4 mm bumps at random spots on the object
+    return write_fake_mvtec(tmp_path / "mvtec", categories=("bagel", "rope"), shape=(H, W),
+                            n_per_type={"train": 4, "test": 3}, defect_types=("crack", "hole"), defect="random",
+                            half_size=(9, 10), noise=0.0005, bump=0.004, invalid_fraction=0.03)
 
 
 def test_quick_benchmark_on_fake_tree(fake_root, tmp_path):
