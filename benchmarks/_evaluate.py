@@ -47,8 +47,13 @@ def evaluate(make_detector, data, part_types=None, log=print):
     return rows
 
 
-def boundary_points(cloud, k=16, ratio=0.35):
-    """Points on the scan border: their neighbours' centroid is far off-centre in the surface plane."""
+def boundary_points(cloud, k=16, ratio=0.5):
+    """Points on a scan border (outline, hole rims, step edges): an off-centre neighbourhood.
+
+    On a border the neighbours' centroid lies about 0.6 mean neighbour distances away from
+    the point (a half disc), inside the surface about 0.2; 0.5 marks 5 % of the points of the
+    synthetic panel (its outline only) and 12 % of the plate (outline, five holes, two ribs).
+    """
     from scipy.spatial import cKDTree
 
     dist, idx = cKDTree(cloud).query(cloud, k + 1)

@@ -81,6 +81,7 @@ def main(argv=None):
     body = [f"Settings: k={args.k}, d={args.d}, student epochs={args.epochs}, students={args.students}, "
             f"smoothing={args.smoothing}, {args.n_train} train / {args.n_test} test clouds per part type, "
             f"{args.points} points per cloud."]
+    detection = {}
     for name, data in datasets.items():
         print(f"== {name}", flush=True)
         results = {}
@@ -100,8 +101,20 @@ def main(argv=None):
         cost = [[label, m["fit_s"], m["score_s"], m["boundary_fp_share"]] for label, m in means.items()]
         body.append(markdown_table(["method", "fit s per part type", "score s per part type",
                                     "boundary share of top-1% normal anomalies"], cost))
+        teachers = [label for label in results if label.startswith("3D-ST")]
+        if len(teachers) == 2:
+            keys = ("au_pro_30", "au_pro_05", "cloud_auroc", "fit_s", "score_s")
+            per_part_rows = []
+            for same_part in zip(*(results[t] for t in teachers)):
+                per_part_rows.append([same_part[0]["part"]] + [r[key] for r in same_part for key in keys])
+            header = ["part"] + [f"{t} {m}" for t in teachers for m in ("AU-PRO@0.3", "@0.05", "AUROC", "fit s", "score s")]
+            detection[name] = markdown_table(header, per_part_rows)
         print("\n".join(body[-2:]), flush=True)
     write_section(args.section, "Detection quality against the classical baseline", "\n\n".join(body))
+    if args.section == "quality" and "synthetic parts" in detection:
+        # The bundled-vs-random comparison of bench_detection.py comes out of the same fits.
+        write_section("detection", "Detection on the synthetic parts: bundled against random teacher",
+                      body[0] + "\n\n" + detection["synthetic parts"])
 
 
 if __name__ == "__main__":
