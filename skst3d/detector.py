@@ -60,6 +60,9 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         Student training epochs (one step per training cloud and epoch).
     learning_rate : float, default=1e-3
         Adam learning rate.
+    learning_rate_schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"`` decays the learning rate to zero over the ``n_epochs`` epochs along a
+        half cosine; ``"constant"`` is the paper's.
     weight_decay : float, default=1e-5
         Adam weight decay.
     validation_fraction : float, default=0.1
@@ -142,6 +145,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         "n_students": [Interval(Integral, 1, None, closed="left")],
         "smoothing": [Interval(Integral, 0, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_schedule": [StrOptions({"constant", "cosine"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "n_points": [Interval(Integral, 2, None, closed="left"), None],
@@ -164,6 +168,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         n_students=1,
         smoothing=0,
         learning_rate=1e-3,
+        learning_rate_schedule="constant",
         weight_decay=1e-5,
         validation_fraction=0.1,
         n_points=None,
@@ -182,6 +187,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         self.n_students = n_students
         self.smoothing = smoothing
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.n_points = n_points
@@ -267,6 +273,10 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
             geometric = fused_geometric_terms(students, g)
             return sum((student(g, geo) - targets[i]).pow(2).sum(1).mean() for student, geo in zip(students, geometric))
 
+        schedule = None
+        if self.learning_rate_schedule == "cosine":
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.n_epochs)
+
         def run_epoch(epoch):
             total_loss = 0.0
             for i in rng.permutation(train_idx):
@@ -275,6 +285,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
                 loss.backward()
                 optimizer.step()
                 total_loss += float(loss.detach())
+            if schedule is not None:
+                schedule.step()
             return total_loss / (len(train_idx) * len(students))
 
         def validate():

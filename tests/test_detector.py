@@ -237,3 +237,25 @@ def test_smoothing_averages_over_neighbourhoods():
     for _ in range(2):
         anomaly = np.c_[anomaly, anomaly[idx]].mean(1)  # itself and its k neighbours
     np.testing.assert_allclose(-det.score_samples([cloud])[0], anomaly, rtol=1e-4, atol=1e-5)
+
+
+def test_cosine_schedule_follows_the_half_cosine(monkeypatch):
+    recorded = []
+    original = torch.optim.lr_scheduler.CosineAnnealingLR
+
+    class Recording(original):
+        def step(self, *args, **kwargs):
+            super().step(*args, **kwargs)
+            recorded.append(self.optimizer.param_groups[0]["lr"])
+
+    monkeypatch.setattr(torch.optim.lr_scheduler, "CosineAnnealingLR", Recording)
+    lr, epochs = 4e-3, 4
+    StudentTeacherDetector(
+        "random", **dict(SMALL, n_epochs=epochs), learning_rate=lr, learning_rate_schedule="cosine", random_state=0
+    ).fit(wavy_clouds())
+    # the scheduler's constructor steps once (the starting rate), then one step per epoch
+    expected = [lr * (1 + np.cos(np.pi * t / epochs)) / 2 for t in range(0, epochs + 1)]
+    np.testing.assert_allclose(recorded, expected, atol=1e-12)
+    recorded.clear()
+    StudentTeacherDetector("random", **SMALL, random_state=0).fit(wavy_clouds())
+    assert recorded == []  # the paper's constant rate by default
