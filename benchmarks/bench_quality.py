@@ -30,7 +30,7 @@ from skst3d.datasets import make_synthetic_parts  # noqa: E402
 
 def methods(args):
     st = dict(k=args.k, d=args.d, n_epochs=args.epochs, n_students=args.students, smoothing=args.smoothing,
-              random_state=0)
+              learning_rate=args.lr, learning_rate_schedule=args.schedule, random_state=0)
     out = {}
     if "pretrained" in args.methods:
         out["3D-ST, bundled teacher"] = lambda: StudentTeacherDetector(None, **st)
@@ -52,6 +52,8 @@ def main(argv=None):
     parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--students", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
     parser.add_argument("--smoothing", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=12)
     parser.add_argument("--n-test", type=int, default=8)
@@ -78,7 +80,8 @@ def main(argv=None):
         else:
             datasets["real-geometry parts"] = real
 
-    body = [f"Settings: k={args.k}, d={args.d}, student epochs={args.epochs}, students={args.students}, "
+    body = [f"Settings: k={args.k}, d={args.d}, student epochs={args.epochs}, learning rate {args.lr} ({args.schedule}), "
+            f"students={args.students}, "
             f"smoothing={args.smoothing}, {args.n_train} train / {args.n_test} test clouds per part type, "
             f"{args.points} points per cloud."]
     detection = {}
@@ -111,7 +114,7 @@ def main(argv=None):
             detection[name] = markdown_table(header, per_part_rows)
         print("\n".join(body[-2:]), flush=True)
     write_section(args.section, "Detection quality against the classical baseline", "\n\n".join(body))
-    if args.section == "quality" and "synthetic parts" in detection:
+    if "synthetic parts" in detection:
         # The bundled-vs-random comparison of bench_detection.py comes out of the same fits.
         write_section("detection", "Detection on the synthetic parts: bundled against random teacher",
                       body[0] + "\n\n" + detection["synthetic parts"])

@@ -32,7 +32,8 @@ def main(argv=None):
         sizes = dict(n_train=10, n_test=10, n_points=2048)
         # teacher=None: the teacher bundled with skst3d for d=64 (pretrained on built-in
         # scenes first if this installation has none; that takes several minutes once).
-        params = dict(teacher=None, k=32, d=64, n_epochs=20)
+        # a dozen training clouds: a higher learning rate decayed along a cosine (see the user guide)
+        params = dict(teacher=None, k=32, d=64, n_epochs=100, learning_rate=1e-2, learning_rate_schedule="cosine")
 
     # 1. Data: lists of (n_points, 3) float32 clouds; per-point labels 0 = normal, 1.. = defect id.
     data = make_synthetic_parts(part_types=[args.part], random_state=0, **sizes)
