@@ -67,9 +67,10 @@ def main(argv=None):
         d=args.d, k=args.k, n_blocks=args.n_blocks, n_epochs=args.chunk_epochs, validation_fraction=0.0,
         max_receptive_field=args.max_receptive_field, random_state=args.seed, verbose=1,
     )
-    if args.resume and os.path.exists(output):
-        teacher = TeacherPretrainer.load(output, **params)
-        print(f"resuming from {output} ({len(teacher.loss_curve_)} epochs)", flush=True)
+    last = output + ".last.pt"  # the latest chunk, for --resume; `output` keeps the best one
+    if args.resume and os.path.exists(last):
+        teacher = TeacherPretrainer.load(last, **params)
+        print(f"resuming from {last} ({len(teacher.loss_curve_)} epochs)", flush=True)
     else:
         teacher = TeacherPretrainer(**params)
     untrained = TeacherPretrainer(**dict(params, n_epochs=1, learning_rate=1e-12)).fit(train[:1])
@@ -86,8 +87,7 @@ def main(argv=None):
         elapsed = (time.perf_counter() - start) / 60
         print(f"epochs {len(teacher.loss_curve_)}: validation Chamfer {validation_chamfer:.4f} "
               f"(untrained {reference:.4f}), {elapsed:.1f} min", flush=True)
-        teacher.save(
-            output,
+        metadata = dict(
             data=f"{args.scenes} scenes x {args.points} points, 10 objects each, from "
                  f"{'shared real meshes + ' if mesh_dir else ''}procedural shapes, noise {args.noise}",
             validation_chamfer=validation_chamfer,
@@ -96,6 +96,9 @@ def main(argv=None):
             minutes=round(elapsed, 1),
             command="python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]),
         )
+        teacher.save(last, **metadata)
+        if validation_chamfer <= min(history):  # chunks end on noisy losses: keep the best
+            teacher.save(output, **metadata)
         # leave room for one more chunk of the same length
         per_chunk = elapsed / len(history)
         if elapsed + per_chunk > args.minutes:
