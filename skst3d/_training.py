@@ -6,6 +6,7 @@ import contextlib
 import copy
 import math
 import sys
+import threading
 import time
 import warnings
 
@@ -33,11 +34,19 @@ def seed_from(random_state) -> int:
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
+# torch's module initialisers draw from its global generator; fits running in threads
+# (joblib's threading backend, a Dask worker with several threads) must not interleave there.
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def torch_seed(seed: int):
-    """Seed torch's global generators inside the block without disturbing the caller's state."""
+    """Seed torch's global generators inside the block without disturbing the caller's state.
+
+    Thread-safe: blocks of concurrent threads run one after the other.
+    """
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
 
