@@ -232,3 +232,25 @@ def check_point_labels(y, clouds, name="y"):
             )
         labels.append(np.ascontiguousarray(arr, dtype=np.int64))
     return labels
+
+
+def anomaly_free_clouds(clouds, y, name="y"):
+    """The clouds whose labels in ``y`` mark no anomalous point (all clouds when y is None).
+
+    Estimators train on anomaly-free data; this lets a grid search over a labelled mixed set
+    hand its training folds to ``fit`` as they are.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> clouds = [np.zeros((3, 3), np.float32), np.ones((2, 3), np.float32)]
+    >>> [len(c) for c in anomaly_free_clouds(clouds, [[0, 0, 0], [0, 1]])]
+    [3]
+    """
+    if y is None:
+        return clouds
+    labels = check_point_labels(y, clouds, name=name)
+    kept = [c for c, lab in zip(clouds, labels) if not np.any(lab)]
+    if not kept:
+        raise ValueError(f"every training cloud has anomalous points in {name}; fit needs anomaly-free clouds")
+    return kept

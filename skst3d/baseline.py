@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_point_clouds
+from ._validation import anomaly_free_clouds, check_point_clouds
 
 
 def _normals(points, tree, k, view_direction):
@@ -166,13 +166,7 @@ class FPFHMemoryBankDetector(OutlierMixin, BaseEstimator):
         """Store the descriptors of all training points (clouds with anomalies in y are left out)."""
         self._validate_params()
         clouds = check_point_clouds(X, min_points=max(self.k_normals, self.k_features) + 1)
-        if y is not None:
-            from ._validation import check_point_labels
-
-            labels = check_point_labels(y, clouds)
-            clouds = [c for c, lab in zip(clouds, labels) if not np.any(lab)]
-            if not clouds:
-                raise ValueError("every training cloud has anomalous points in y; fit needs anomaly-free clouds")
+        clouds = anomaly_free_clouds(clouds, y)
         bank = np.concatenate([self._features(c) for c in clouds])
         rng = check_random_state(self.random_state)
         if self.memory_size is not None and bank.shape[0] > self.memory_size:

@@ -22,7 +22,7 @@ from ._training import (
     torch_seed,
     train_best_epoch,
 )
-from ._validation import check_point_clouds, check_point_labels
+from ._validation import anomaly_free_clouds, check_point_clouds
 from .nn import DescriptorNet, ReceptiveFieldDecoder, fused_geometric_terms
 from .pretrain import _KNN_BACKENDS, TeacherPretrainer
 
@@ -219,11 +219,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         if self.d % 4:
             raise ValueError(f"d must be a multiple of 4, got d={self.d}")
         clouds = check_point_clouds(X, min_points=self.k + 1)
-        if y is not None:
-            labels = check_point_labels(y, clouds)
-            clouds = [c for c, lab in zip(clouds, labels) if not np.any(lab)]
-            if not clouds:
-                raise ValueError("every training cloud has anomalous points in y; fit needs anomaly-free clouds")
+        clouds = anomaly_free_clouds(clouds, y)
         rng = check_random_state(self.random_state)
         device = resolve_device(self.device)
         teacher = self._resolve_teacher(rng)
