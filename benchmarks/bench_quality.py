@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _evaluate import evaluate, summarise  # noqa: E402
 from _results import markdown_table, write_section  # noqa: E402
 
-from skst3d import StudentTeacherDetector, TeacherPretrainer  # noqa: E402
+from skst3d import StudentTeacherDetector  # noqa: E402
 from skst3d.baseline import FPFHMemoryBankDetector  # noqa: E402
 from skst3d.datasets import make_synthetic_parts  # noqa: E402
 
@@ -35,8 +35,7 @@ def methods(args):
     if "pretrained" in args.methods:
         out["3D-ST, bundled teacher"] = lambda: StudentTeacherDetector(None, **st)
     if "random" in args.methods:
-        n_blocks = TeacherPretrainer.from_pretrained(d=args.d).n_blocks if "pretrained" in args.methods else 4
-        out["3D-ST, random teacher"] = lambda: StudentTeacherDetector("random", n_blocks=n_blocks, **st)
+        out["3D-ST, random teacher"] = lambda: StudentTeacherDetector("random", **st)  # bundled architecture
     if "baseline" in args.methods:
         out["FPFH memory bank"] = lambda: FPFHMemoryBankDetector(random_state=0)
     return out

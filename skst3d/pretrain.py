@@ -35,6 +35,10 @@ _N_SCORE_CENTERS = 64
 
 _KNN_BACKENDS = {"auto", "keops", "kdtree", "torch"}
 
+#: Residual blocks of the bundled teachers (4 kNN hops; see docs/user_guide.rst). Detectors
+#: use it for teachers they create themselves ("random", or pretrained when none is bundled).
+BUNDLED_N_BLOCKS = 2
+
 
 class TeacherPretrainer(TorchStateMixin, BaseEstimator):
     """Self-supervised pretraining of the 3D-ST teacher network.
