@@ -32,6 +32,7 @@ from _results import markdown_table, write_section  # noqa: E402
 from skst3d import TeacherPretrainer  # noqa: E402
 from skst3d.datasets import make_pretraining_scenes  # noqa: E402
 from skst3d.detector import _random_teacher  # noqa: E402
+from skst3d.geometry import mean_knn_distance  # noqa: E402
 
 KINDS = ("plane", "edge", "corner", "cylinder", "sphere")
 
@@ -83,7 +84,7 @@ def probe_accuracy(teacher, n_per_kind, seed=0):
     for label, kind in enumerate(KINDS):
         for _ in range(n_per_kind):
             patch = shape_patch(kind, rng)
-            scale = _mean_knn(patch, teacher.k)
+            scale = mean_knn_distance([patch], teacher.k)
             features.append(teacher.transform([patch], scale=scale)[0][0])
             labels.append(label)
     X, y = np.array(features), np.array(labels)
@@ -92,12 +93,6 @@ def probe_accuracy(teacher, n_per_kind, seed=0):
     logistic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     lin = cross_val_score(logistic, X, y, cv=5).mean()
     return float(loo), float(lin)
-
-
-def _mean_knn(cloud, k):
-    from scipy.spatial import cKDTree
-
-    return float(cKDTree(cloud).query(cloud, k + 1)[0][:, 1:].mean())
 
 
 def main(argv=None):
