@@ -16,14 +16,30 @@ from dataclasses import dataclass
 import torch
 
 
-def _csr_mean_matrix(rows, cols, n: int, k: int, dtype: torch.dtype) -> torch.Tensor:
-    values = torch.full((rows.numel(),), 1.0 / k, dtype=dtype, device=cols.device)
+def _csr(crow, cols, values, n: int) -> torch.Tensor:
     with warnings.catch_warnings():
         # torch warns that CSR support is "beta" and that invariant checks are off; the
         # matrices are built here from valid indices, so neither applies.
         warnings.simplefilter("ignore", UserWarning)
-        coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
-        return coo.to_sparse_csr()
+        return torch.sparse_csr_tensor(crow, cols, values, (n, n))
+
+
+def _mean_matrices(knn_indices: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-normalised kNN adjacency A and its transpose as CSR, without a COO round trip.
+
+    Row i of A holds exactly k entries (the neighbours), so A's row pointers are 0, k, 2k, ...
+    and its columns are the kNN indices as they are. Aᵀ comes from a stable sort of the
+    column indices. (A COO tensor with ``coalesce()`` sorted all n k entries twice: 6x slower.)
+    """
+    n, k = knn_indices.shape
+    device = knn_indices.device
+    cols = knn_indices.reshape(-1)
+    values = torch.full((n * k,), 1.0 / k, dtype=dtype, device=device)
+    rows_pointer = torch.arange(0, n * k + 1, k, device=device)
+    order = torch.argsort(cols, stable=True)
+    cols_pointer = torch.zeros(n + 1, dtype=torch.int64, device=device)
+    cols_pointer[1:] = torch.bincount(cols, minlength=n).cumsum(0)
+    return _csr(rows_pointer, cols, values, n), _csr(cols_pointer, order // k, values, n)
 
 
 @dataclass
@@ -66,16 +82,20 @@ class NeighborGraph:
         if points.dtype not in (torch.float32, torch.float64):
             points = points.to(torch.float32)
         knn_indices = knn_indices.to(device=points.device, dtype=torch.int64)
-        n, k = knn_indices.shape
         offsets = points[:, None, :] - points[knn_indices]
         edge_features = torch.cat([offsets, offsets.norm(dim=-1, keepdim=True)], dim=-1)
-        rows = torch.arange(n, device=points.device).repeat_interleave(k)
-        cols = knn_indices.reshape(-1)
-        return cls(
-            edge_features=edge_features.contiguous(),
-            mean_matrix=_csr_mean_matrix(rows, cols, n, k, points.dtype),
-            mean_matrix_t=_csr_mean_matrix(cols, rows, n, k, points.dtype),
-        )
+        mean_matrix, mean_matrix_t = _mean_matrices(knn_indices, points.dtype)
+        return cls(edge_features=edge_features.contiguous(), mean_matrix=mean_matrix, mean_matrix_t=mean_matrix_t)
+
+    def rotated(self, rotation: torch.Tensor) -> "NeighborGraph":
+        """The graph of the rotated cloud ``points @ rotation.T``.
+
+        A rotation keeps every distance, hence the kNN graph and the adjacency: only the
+        offsets turn. The mean matrices are shared with this graph.
+        """
+        rotation = rotation.to(dtype=self.edge_features.dtype, device=self.edge_features.device)
+        offsets = self.edge_features[..., :3] @ rotation.T
+        return NeighborGraph(torch.cat([offsets, self.edge_features[..., 3:]], dim=-1), self.mean_matrix, self.mean_matrix_t)
 
     def neighbor_mean(self, features: torch.Tensor) -> torch.Tensor:
         """Mean of the k neighbours' features, differentiable (``A @ f``)."""

@@ -31,42 +31,61 @@ from ._graph import NeighborGraph
 LEAKY_SLOPE = 0.2
 DECODER_SLOPE = 0.05
 
-# Elements of the (chunk, k, channels) pre-activation evaluated at once: small enough to stay
-# in cache on a CPU, large enough to keep a GPU busy.
-_CHUNK_ELEMENTS = 1 << 21
+# Elements of the (chunk * k, channels) pre-activation evaluated at once. On a CPU it must stay
+# in the L2 cache (measured at n = 16,384 and 384 channels, one thread: 2^18-2^19 elements take
+# 110 ms, 2^21 take 320 ms); on a GPU larger chunks keep the device busy.
+_CHUNK_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 24}
+
+
+def _chunk_points(edge_features, channels):
+    elements = _CHUNK_ELEMENTS.get(edge_features.device.type, _CHUNK_ELEMENTS["cuda"])
+    return max(1, elements // max(1, edge_features.shape[1] * channels))
 
 
 class _GeometricMeanMLP(torch.autograd.Function):
-    """``mean_j LeakyReLU(G_pj @ W + b)`` for all points, chunked, no per-edge activations saved."""
+    """``mean_j LeakyReLU(G_pj @ W + b)`` for all points, chunked, no per-edge activations saved.
+
+    With ``LeakyReLU(x) = slope * x + (1 - slope) * relu(x)``, the linear part averages exactly to
+    ``mean_j(G_pj) @ W + b``; only ``relu`` needs the per-edge pass, which then costs one fused
+    ``addmm``, an in-place clamp and a sum per chunk.
+    """
 
     @staticmethod
     def forward(ctx, edge_features, weight, bias, slope):
-        n, k, _ = edge_features.shape
+        n, k, n_in = edge_features.shape
         channels = weight.shape[1]
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, k * channels))
-        out = edge_features.new_empty((n, channels))
+        chunk = _chunk_points(edge_features, channels)
+        edges = edge_features.reshape(n * k, n_in)
+        mean_edges = edge_features.mean(dim=1)
+        positive = edge_features.new_empty((n, channels))
         for start in range(0, n, chunk):
-            pre = torch.matmul(edge_features[start : start + chunk], weight).add_(bias)
-            out[start : start + chunk] = torch.nn.functional.leaky_relu_(pre, slope).mean(dim=1)
-        ctx.save_for_backward(edge_features, weight, bias)
+            stop = min(start + chunk, n)
+            pre = torch.addmm(bias, edges[start * k : stop * k], weight).clamp_min_(0)
+            torch.sum(pre.view(stop - start, k, channels), dim=1, out=positive[start:stop])
+        ctx.save_for_backward(edge_features, mean_edges, weight, bias)
         ctx.slope = slope
-        return out
+        linear = torch.addmm(bias, mean_edges, weight)
+        return positive.mul_((1 - slope) / k).add_(linear, alpha=slope)
 
     @staticmethod
     def backward(ctx, grad_output):
-        edge_features, weight, bias = ctx.saved_tensors
+        edge_features, mean_edges, weight, bias = ctx.saved_tensors
+        slope = ctx.slope
         n, k, n_in = edge_features.shape
         channels = weight.shape[1]
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, k * channels))
-        grad_weight = torch.zeros_like(weight)
-        grad_bias = torch.zeros_like(bias)
-        scaled = grad_output / k
+        chunk = _chunk_points(edge_features, channels)
+        edges = edge_features.reshape(n * k, n_in)
+        grad_output = grad_output.contiguous()
+        # Linear part: exact through the mean edge features.
+        grad_weight = mean_edges.T @ grad_output * slope
+        grad_bias = grad_output.sum(dim=0) * slope
+        scaled = grad_output * ((1 - slope) / k)
         for start in range(0, n, chunk):
-            edges = edge_features[start : start + chunk]
-            pre = torch.matmul(edges, weight).add_(bias)
-            gate = torch.where(pre > 0, 1.0, ctx.slope).to(pre.dtype)
-            grad_pre = gate.mul_(scaled[start : start + chunk, None, :]).reshape(-1, channels)
-            grad_weight.addmm_(edges.reshape(-1, n_in).T, grad_pre)
+            stop = min(start + chunk, n)
+            block = edges[start * k : stop * k]
+            pre = torch.addmm(bias, block, weight)
+            grad_pre = (pre > 0).view(stop - start, k, channels).mul(scaled[start:stop, None, :]).view(-1, channels)
+            grad_weight.addmm_(block.T, grad_pre)
             grad_bias.add_(grad_pre.sum(dim=0))
         return None, grad_weight, grad_bias, None
 
