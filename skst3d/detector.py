@@ -23,6 +23,7 @@ from ._training import (
     train_best_epoch,
 )
 from ._validation import anomaly_free_clouds, check_point_clouds
+from .geometry import random_rotation
 from .nn import DescriptorNet, ReceptiveFieldDecoder, fused_geometric_terms
 from .pretrain import _KNN_BACKENDS, BUNDLED_N_BLOCKS, TeacherPretrainer
 
@@ -77,6 +78,14 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         Passes of neighbourhood averaging applied to the point anomalies (each pass replaces a
         point's anomaly by the mean over itself and its k neighbours), the 3D counterpart of
         the Gaussian blur 2D methods apply to anomaly maps. 0 keeps the paper's raw errors.
+    rotation_augmentation : float, default=0.0
+        Largest angle, in degrees, of a random rotation applied to a training cloud at every
+        step (a fresh rotation each time; the teacher's targets are computed for the rotated
+        cloud and standardised with the statistics of the unrotated training clouds). Use it
+        when good parts are scanned in varying poses: ``30`` teaches the student poses
+        between the ones seen. 0 (no augmentation) is the paper's training; 180 (uniform
+        rotations) is the paper's rotation-invariance ablation, which makes locally rotated
+        geometry look normal. Validation clouds are never rotated.
     n_points : int or None, default=None
         If set, clouds with more points are reduced to ``n_points`` by farthest point sampling
         (the paper uses 64,000); scores of the sampled points are carried to every input point
@@ -149,6 +158,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         "learning_rate_schedule": [StrOptions({"constant", "cosine"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "rotation_augmentation": [Interval(Real, 0, 180, closed="both")],
         "n_points": [Interval(Integral, 2, None, closed="left"), None],
         "contamination": [Interval(Real, 0, 0.5, closed="both")],
         "device": [str, torch.device],
@@ -172,6 +182,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         learning_rate_schedule="constant",
         weight_decay=1e-5,
         validation_fraction=0.1,
+        rotation_augmentation=0.0,
         n_points=None,
         contamination=1e-3,
         device="auto",
@@ -191,6 +202,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         self.learning_rate_schedule = learning_rate_schedule
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
+        self.rotation_augmentation = rotation_augmentation
         self.n_points = n_points
         self.contamination = contamination
         self.device = device
@@ -264,11 +276,16 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
             weight_decay=self.weight_decay,
         )
 
-        def regression_error(i):
+        def regression_error(i, augment=False):
             """Equation (5) per student, summed over the students."""
-            g = graph(i)
+            g, target = graph(i), targets[i]
+            if augment and self.rotation_augmentation > 0:
+                rotation = random_rotation(self.rotation_augmentation, rng)
+                g = g.rotated(torch.as_tensor(rotation))
+                with torch.no_grad():
+                    target = (teacher_net(g) - mean) / std
             geometric = fused_geometric_terms(students, g)
-            return sum((student(g, geo) - targets[i]).pow(2).sum(1).mean() for student, geo in zip(students, geometric))
+            return sum((student(g, geo) - target).pow(2).sum(1).mean() for student, geo in zip(students, geometric))
 
         schedule = None
         if self.learning_rate_schedule == "cosine":
@@ -277,7 +294,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         def run_epoch(epoch):
             total_loss = 0.0
             for i in rng.permutation(train_idx):
-                loss = regression_error(i)
+                loss = regression_error(i, augment=True)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

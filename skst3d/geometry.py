@@ -41,6 +41,7 @@ __all__ = [
     "farthest_point_sampling",
     "receptive_fields",
     "mean_knn_distance",
+    "random_rotation",
 ]
 
 _EXACT = "donot_use_mm_for_euclid_dist"
@@ -679,3 +680,54 @@ def mean_knn_distance(clouds, k, backend="auto"):
         total += float(distances.sum(dtype=torch.float64))
         count += distances.numel()
     return total / count
+
+
+# ----------------------------------------------------------------------------- rotations
+
+
+def random_rotation(max_degrees=180.0, random_state=None):
+    """A random 3x3 rotation matrix turning by at most ``max_degrees``.
+
+    With ``max_degrees >= 180`` the rotation is uniform over SO(3) (Haar measure, from a
+    normalised Gaussian quaternion). Below, the axis is uniform on the sphere and the angle
+    uniform in ``[0, max_degrees]``.
+
+    Parameters
+    ----------
+    max_degrees : float, default=180.0
+        Largest rotation angle, in degrees (0 gives the identity).
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    rotation : ndarray of shape (3, 3), float64
+        Orthogonal with determinant +1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skst3d.geometry import random_rotation
+    >>> r = random_rotation(30.0, random_state=0)
+    >>> bool(np.allclose(r @ r.T, np.eye(3))), round(float(np.linalg.det(r)), 6)
+    (True, 1.0)
+    >>> bool(np.degrees(np.arccos((np.trace(r) - 1) / 2)) <= 30.0)
+    True
+    """
+    if not (isinstance(max_degrees, numbers.Real) and 0 <= max_degrees):
+        raise ValueError(f"max_degrees must be a non-negative number, got {max_degrees!r}")
+    rng = _check_random_state(random_state)
+    if max_degrees >= 180:
+        w, x, y, z = _unit(rng.normal(size=4))
+    else:
+        axis = _unit(rng.normal(size=3))
+        half = np.radians(rng.uniform(0.0, max_degrees)) / 2
+        w, (x, y, z) = np.cos(half), np.sin(half) * axis
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def _unit(vector):
+    return vector / np.linalg.norm(vector)

@@ -259,3 +259,32 @@ def test_cosine_schedule_follows_the_half_cosine(monkeypatch):
     recorded.clear()
     StudentTeacherDetector("random", **SMALL, random_state=0).fit(wavy_clouds())
     assert recorded == []  # the paper's constant rate by default
+
+
+def test_identity_rotation_augmentation_equals_no_augmentation(monkeypatch):
+    # The augmented path recomputes the teacher's targets on the turned graph: with the
+    # identity it must train exactly the unaugmented student.
+    import skst3d.detector as detector_module
+
+    plain = StudentTeacherDetector("random", **SMALL, random_state=0).fit(wavy_clouds())
+    monkeypatch.setattr(detector_module, "random_rotation", lambda degrees, rng: np.eye(3))
+    same = StudentTeacherDetector("random", **SMALL, rotation_augmentation=30.0, random_state=0).fit(wavy_clouds())
+    np.testing.assert_allclose(same.loss_curve_, plain.loss_curve_, rtol=1e-5)
+    test = wavy_clouds(1, seed=3)
+    np.testing.assert_allclose(same.score_samples(test)[0], plain.score_samples(test)[0], rtol=1e-4, atol=1e-6)
+
+
+def test_rotation_augmentation_makes_turned_parts_look_normal():
+    train = wavy_clouds(8)
+    turn = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # 90 degrees about x: stood up
+    (test,) = wavy_clouds(1, seed=11)
+    params = dict(k=8, d=16, n_blocks=1, n_epochs=40, random_state=0)
+    errors = {}
+    for degrees in (0.0, 180.0):
+        det = StudentTeacherDetector("random", **params, rotation_augmentation=degrees).fit(train)
+        upright, turned = (-det.score_samples([c])[0].mean() for c in (test, test @ turn.T))
+        errors[degrees] = turned / upright
+    # Without augmentation the stood-up part is unlike anything seen (measured ratio 1.32);
+    # with uniform rotations it scores as normal as the upright one (0.92).
+    assert errors[0.0] > 1.2
+    assert errors[180.0] < 1.1

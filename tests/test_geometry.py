@@ -16,6 +16,7 @@ from skst3d.geometry import (
     farthest_point_sampling,
     knn_graph,
     mean_knn_distance,
+    random_rotation,
     receptive_fields,
 )
 
@@ -508,3 +509,24 @@ def test_cuda_chamfer_fps_receptive_fields():
     a = receptive_fields(knn, [0, 9], 3)
     b = receptive_fields(knn.cuda(), [0, 9], 3)
     assert all(torch.equal(x, y.cpu()) for x, y in zip(a, b))
+
+
+@settings(deadline=None, max_examples=40)
+@given(max_degrees=st.floats(0.0, 360.0), seed=st.integers(0, 2**31 - 1))
+def test_random_rotation_is_a_rotation_within_the_bound(max_degrees, seed):
+    rotation = random_rotation(max_degrees, random_state=seed)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
+    angle = np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
+    assert angle <= min(max_degrees, 180.0) + 1e-6
+
+
+def test_uniform_rotations_average_to_zero():
+    # Under the Haar measure E[R] = 0; a bounded angle keeps the mean near the identity.
+    rng = np.random.default_rng(0)
+    uniform = np.mean([random_rotation(180.0, rng) for _ in range(4000)], axis=0)
+    assert np.abs(uniform).max() < 0.05
+    small = np.mean([random_rotation(10.0, rng) for _ in range(500)], axis=0)
+    assert np.trace(small) > 2.95
+    with pytest.raises(ValueError, match="max_degrees"):
+        random_rotation(-1.0)

@@ -59,6 +59,38 @@ def test_geometric_mean_mlp_gradcheck():
     assert torch.autograd.gradcheck(lambda w, b: geometric_mean_mlp(edges, w, b), (weight, bias))
 
 
+@pytest.mark.parametrize("elements", [1, 7 * 3 * 5, 1 << 18])
+def test_geometric_mean_mlp_chunks_match_dense(monkeypatch, elements):
+    # Several chunks with a ragged last one, one point per chunk, and a single chunk.
+    import skst3d.nn as nn_module
+
+    monkeypatch.setitem(nn_module._CHUNK_ELEMENTS, "cpu", elements)
+    torch.manual_seed(4)
+    edges = torch.randn(23, 3, 4, dtype=torch.float64)
+    weight = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    out = geometric_mean_mlp(edges, weight, bias, 0.2)
+    dense = torch.nn.functional.leaky_relu(edges @ weight + bias, 0.2).mean(1)
+    torch.testing.assert_close(out, dense)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (weight, bias), grad)
+    expected = torch.autograd.grad(dense, (weight, bias), grad)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+
+
+def test_rotated_graph_equals_graph_of_rotated_cloud(cloud):
+    from skst3d.geometry import random_rotation
+
+    pts, idx = cloud
+    rotation = torch.as_tensor(random_rotation(90.0, random_state=0), dtype=torch.float32)
+    moved = NeighborGraph.from_knn(pts @ rotation.T, idx)
+    turned = NeighborGraph.from_knn(pts, idx).rotated(rotation)
+    torch.testing.assert_close(turned.edge_features, moved.edge_features, atol=1e-5, rtol=1e-5)
+    net = DescriptorNet(d=8, n_blocks=1)
+    torch.testing.assert_close(net(turned), net(moved), atol=1e-4, rtol=1e-4)
+
+
 def test_network_gradcheck_float64():
     torch.manual_seed(4)
     pts = torch.randn(30, 3, dtype=torch.float64)
