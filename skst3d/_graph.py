@@ -52,11 +52,16 @@ class NeighborGraph:
         ``(p - p_j, ‖p - p_j‖)`` for each point and each of its k neighbours.
     mean_matrix, mean_matrix_t : sparse CSR tensors of shape (n, n)
         Row-normalised adjacency ``A`` (``A @ f`` = mean of neighbour features) and its transpose.
+    points, knn_indices : Tensor of shape (n, 3) and (n, k) or None
+        The cloud and its neighbours (references, not copies); only the absolute-coordinates
+        ablation reads them (:meth:`geometric_inputs`).
     """
 
     edge_features: torch.Tensor
     mean_matrix: torch.Tensor
     mean_matrix_t: torch.Tensor
+    points: torch.Tensor | None = None
+    knn_indices: torch.Tensor | None = None
 
     @property
     def n_points(self) -> int:
@@ -85,7 +90,21 @@ class NeighborGraph:
         offsets = points[:, None, :] - points[knn_indices]
         edge_features = torch.cat([offsets, offsets.norm(dim=-1, keepdim=True)], dim=-1)
         mean_matrix, mean_matrix_t = _mean_matrices(knn_indices, points.dtype)
-        return cls(edge_features=edge_features.contiguous(), mean_matrix=mean_matrix, mean_matrix_t=mean_matrix_t)
+        return cls(edge_features.contiguous(), mean_matrix, mean_matrix_t, points, knn_indices)
+
+    def geometric_inputs(self, absolute_coordinates: bool = False) -> torch.Tensor:
+        """Inputs of the LFA's geometric MLP, (n, k, 4): ``G(p, p_j)`` of equation (1).
+
+        With ``absolute_coordinates`` (the paper's ablation, RandLA-Net's original encoding):
+        (n, k, 10), ``G ⊕ p ⊕ p_j``, which ties descriptors to the position in the cloud.
+        """
+        if not absolute_coordinates:
+            return self.edge_features
+        if self.points is None or self.knn_indices is None:
+            raise ValueError("this graph was built without its points; use NeighborGraph.from_knn")
+        n, k = self.knn_indices.shape
+        own = self.points[:, None, :].expand(n, k, 3)
+        return torch.cat([self.edge_features, own, self.points[self.knn_indices]], dim=-1)
 
     def rotated(self, rotation: torch.Tensor) -> "NeighborGraph":
         """The graph of the rotated cloud ``points @ rotation.T``.
@@ -95,7 +114,9 @@ class NeighborGraph:
         """
         rotation = rotation.to(dtype=self.edge_features.dtype, device=self.edge_features.device)
         offsets = self.edge_features[..., :3] @ rotation.T
-        return NeighborGraph(torch.cat([offsets, self.edge_features[..., 3:]], dim=-1), self.mean_matrix, self.mean_matrix_t)
+        edge_features = torch.cat([offsets, self.edge_features[..., 3:]], dim=-1)
+        points = None if self.points is None else self.points @ rotation.T
+        return NeighborGraph(edge_features, self.mean_matrix, self.mean_matrix_t, points, self.knn_indices)
 
     def neighbor_mean(self, features: torch.Tensor) -> torch.Tensor:
         """Mean of the k neighbours' features, differentiable (``A @ f``)."""

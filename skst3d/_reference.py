@@ -23,6 +23,9 @@ def naive_descriptors(net, points: torch.Tensor, knn_indices: torch.Tensor) -> t
     """
     diff = points[:, None, :] - points[knn_indices]
     geometry = torch.cat([diff, diff.norm(dim=-1, keepdim=True)], dim=-1)
+    if getattr(net, "absolute_coordinates", False):
+        own = points[:, None, :].expand_as(diff)
+        geometry = torch.cat([geometry, own, points[knn_indices]], dim=-1)
     features = torch.zeros(points.shape[0], net.d, dtype=points.dtype, device=points.device)
     for block in net.blocks:
         hidden = block.mlp_in(features)

@@ -268,7 +268,10 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         del teacher_features
 
         with torch_seed(seed_from(rng)):
-            students = [DescriptorNet(teacher_net.d, n_blocks).to(device) for _ in range(self.n_students)]
+            students = [
+                DescriptorNet(teacher_net.d, n_blocks, absolute_coordinates=teacher_net.absolute_coordinates).to(device)
+                for _ in range(self.n_students)
+            ]
         # One Adam over all students: their losses add up but their gradients never mix.
         optimizer = torch.optim.Adam(
             [p for student in students for p in student.parameters()],

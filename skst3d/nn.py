@@ -16,7 +16,8 @@ and average-pools over the k neighbours; since the mean of a concatenation is th
 concatenation of the means, this is computed as ``[mean_j MLP(G_pj), A f]`` with A the
 row-normalised adjacency. The first half never materialises an (n, k, d_LFA) tensor:
 :func:`geometric_mean_mlp` evaluates it in chunks and recomputes in the backward pass.
-No absolute coordinate enters anywhere, so descriptors are translation invariant.
+No absolute coordinate enters anywhere, so descriptors are translation invariant (the paper's
+ablation that adds them, ``absolute_coordinates=True``, exists to measure what that is worth).
 
 Modules take a :class:`skst3d._graph.NeighborGraph`; they never build one.
 """
@@ -95,8 +96,8 @@ def geometric_mean_mlp(edge_features, weight, bias, slope=LEAKY_SLOPE):
 
     Parameters
     ----------
-    edge_features : Tensor of shape (n, k, 4)
-    weight : Tensor of shape (4, channels)
+    edge_features : Tensor of shape (n, k, n_in)
+    weight : Tensor of shape (n_in, channels)
     bias : Tensor of shape (channels,)
     slope : float
         Negative slope of the LeakyReLU.
@@ -127,14 +128,18 @@ class SharedMLP(nn.Sequential):
 class LocalFeatureAggregation(nn.Module):
     """LFA block: ``[mean_j MLP(G(p, p_j)), mean_j f_j]``, mapping d_LFA to 2 d_LFA channels."""
 
-    def __init__(self, d_lfa: int, slope: float = LEAKY_SLOPE):
+    absolute_coordinates = False  # class default: modules pickled before the option load unchanged
+
+    def __init__(self, d_lfa: int, slope: float = LEAKY_SLOPE, absolute_coordinates: bool = False):
         super().__init__()
         self.d_lfa = d_lfa
         self.slope = slope
-        self.geometric = nn.Linear(4, d_lfa)
+        self.absolute_coordinates = absolute_coordinates
+        self.geometric = nn.Linear(10 if absolute_coordinates else 4, d_lfa)
 
     def geometric_term(self, graph: NeighborGraph) -> torch.Tensor:
-        return geometric_mean_mlp(graph.edge_features, self.geometric.weight.T, self.geometric.bias, self.slope)
+        inputs = graph.geometric_inputs(self.absolute_coordinates)
+        return geometric_mean_mlp(inputs, self.geometric.weight.T, self.geometric.bias, self.slope)
 
     def forward(self, features, graph: NeighborGraph, geometric=None):
         if geometric is None:
@@ -145,11 +150,11 @@ class LocalFeatureAggregation(nn.Module):
 class ResidualBlock(nn.Module):
     """``f + MLP_out(LFA_2(LFA_1(MLP_in(f))))`` keeping dimension d (divisible by 4)."""
 
-    def __init__(self, d: int, slope: float = LEAKY_SLOPE):
+    def __init__(self, d: int, slope: float = LEAKY_SLOPE, absolute_coordinates: bool = False):
         super().__init__()
         self.mlp_in = SharedMLP(d, d // 4, slope)
-        self.lfa1 = LocalFeatureAggregation(d // 4, slope)
-        self.lfa2 = LocalFeatureAggregation(d // 2, slope)
+        self.lfa1 = LocalFeatureAggregation(d // 4, slope, absolute_coordinates)
+        self.lfa2 = LocalFeatureAggregation(d // 2, slope, absolute_coordinates)
         self.mlp_out = SharedMLP(d, d, slope)
 
     def forward(self, features, graph: NeighborGraph, geometric=(None, None)):
@@ -169,6 +174,9 @@ class DescriptorNet(nn.Module):
         Number of residual blocks; the receptive field spans ``2 * n_blocks`` kNN hops.
     slope : float
         Negative slope of every LeakyReLU.
+    absolute_coordinates : bool
+        Append the absolute coordinates of the point and its neighbour to ``G`` (RandLA-Net's
+        encoding; the paper's ablation, which loses translation invariance).
 
     Examples
     --------
@@ -182,13 +190,16 @@ class DescriptorNet(nn.Module):
     torch.Size([50, 8])
     """
 
-    def __init__(self, d: int = 64, n_blocks: int = 4, slope: float = LEAKY_SLOPE):
+    absolute_coordinates = False  # class default: modules pickled before the option load unchanged
+
+    def __init__(self, d: int = 64, n_blocks: int = 4, slope: float = LEAKY_SLOPE, absolute_coordinates: bool = False):
         super().__init__()
         if d < 4 or d % 4:
             raise ValueError(f"d must be a positive multiple of 4, got {d}")
         self.d = d
         self.n_blocks = n_blocks
-        self.blocks = nn.ModuleList(ResidualBlock(d, slope) for _ in range(n_blocks))
+        self.absolute_coordinates = absolute_coordinates
+        self.blocks = nn.ModuleList(ResidualBlock(d, slope, absolute_coordinates) for _ in range(n_blocks))
         self.head = nn.Sequential(nn.Linear(d, d), nn.LeakyReLU(slope), nn.Linear(d, d))
         self.reset_parameters(slope)
 
@@ -229,7 +240,7 @@ class DescriptorNet(nn.Module):
 
 
 def fused_geometric_terms(nets, graph: NeighborGraph) -> list[list[torch.Tensor]]:
-    """Geometric LFA terms of several networks from one pass over the (n, k, 4) edge features.
+    """Geometric LFA terms of several networks from one pass over the edge features.
 
     The geometric half of every LFA depends only on the geometry, so teacher and student
     (and all their blocks) can evaluate it together: one matrix product per chunk of points
@@ -238,12 +249,14 @@ def fused_geometric_terms(nets, graph: NeighborGraph) -> list[list[torch.Tensor]
     lfas = [net.lfa_blocks() for net in nets]
     flat = [lfa for group in lfas for lfa in group]
     slopes = {lfa.slope for lfa in flat}
-    if len(slopes) != 1:
-        raise ValueError("networks with different LeakyReLU slopes cannot be fused")
+    absolute = {lfa.absolute_coordinates for lfa in flat}
+    if len(slopes) != 1 or len(absolute) != 1:
+        raise ValueError("networks with different LeakyReLU slopes or geometric inputs cannot be fused")
     weight = torch.cat([lfa.geometric.weight for lfa in flat], dim=0).T
     bias = torch.cat([lfa.geometric.bias for lfa in flat])
     dtype = graph.edge_features.dtype
-    joint = geometric_mean_mlp(graph.edge_features, weight.to(dtype), bias.to(dtype), slopes.pop())
+    inputs = graph.geometric_inputs(absolute.pop())
+    joint = geometric_mean_mlp(inputs, weight.to(dtype), bias.to(dtype), slopes.pop())
     pieces = iter(torch.split(joint, [lfa.d_lfa for lfa in flat], dim=1))
     return [[next(pieces) for _ in group] for group in lfas]
 

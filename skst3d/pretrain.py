@@ -77,6 +77,11 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
     validation_fraction : float, default=0.05
         Fraction of the clouds held out; the epoch with the lowest validation loss is kept
         (the training loss decides when no cloud is held out).
+    absolute_coordinates : bool, default=False
+        Append the absolute coordinates of each point and neighbour to the geometric input of
+        every LFA block, as RandLA-Net does. For the paper's ablation only: descriptors then
+        depend on where a structure lies, not only on its shape, which the paper measured to
+        hurt detection.
     max_receptive_field : int or None, default=None
         If set, each reconstruction target is a random subset of at most this many points
         of its receptive field (the network still sees the whole field).
@@ -140,6 +145,7 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "absolute_coordinates": ["boolean"],
         "max_receptive_field": [Interval(Integral, 1, None, closed="left"), None],
         "warm_start": ["boolean"],
         "device": [str, torch.device],
@@ -159,6 +165,7 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         learning_rate=1e-3,
         weight_decay=1e-6,
         validation_fraction=0.05,
+        absolute_coordinates=False,
         max_receptive_field=None,
         warm_start=False,
         device="auto",
@@ -175,6 +182,7 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
+        self.absolute_coordinates = absolute_coordinates
         self.max_receptive_field = max_receptive_field
         self.warm_start = warm_start
         self.device = device
@@ -203,8 +211,12 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         warm = self.warm_start and hasattr(self, "network_")
-        if warm and (self.network_.d != self.d or self.network_.n_blocks != self.n_blocks):
-            raise ValueError("warm_start=True needs the same d and n_blocks as the fitted teacher")
+        if warm and (
+            self.network_.d != self.d
+            or self.network_.n_blocks != self.n_blocks
+            or self.network_.absolute_coordinates != self.absolute_coordinates
+        ):
+            raise ValueError("warm_start=True needs the same d, n_blocks and absolute_coordinates as the fitted teacher")
 
         points, knn, total, count = knn_of_clouds(clouds, self.k, device, self.knn_backend)
         scale = self.scale_ if warm else scale_from_sums(total, count)
@@ -215,7 +227,7 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
             network, decoder = self.network_.to(device), self.decoder_.to(device)
         else:
             with torch_seed(seed_from(rng)):
-                network = DescriptorNet(self.d, self.n_blocks).to(device)
+                network = DescriptorNet(self.d, self.n_blocks, absolute_coordinates=self.absolute_coordinates).to(device)
                 decoder = ReceptiveFieldDecoder(self.d, self.n_decoded_points).to(device)
         optimizer = torch.optim.Adam(
             list(network.parameters()) + list(decoder.parameters()),
@@ -375,6 +387,7 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         check_is_fitted(self)
         meta = {
             "d": self.d, "k": self.k, "n_blocks": self.n_blocks, "n_decoded_points": self.n_decoded_points,
+            "absolute_coordinates": bool(self.network_.absolute_coordinates),
             "scale": self.scale_, "scale_convention": "inputs divided by the mean kNN distance (equation 4)",
             "best_epoch": self.best_epoch_, "best_loss": self.best_loss_, "epochs": len(self.loss_curve_),
             "skst3d_version": __version__, **metadata,
@@ -400,9 +413,13 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         """A fitted TeacherPretrainer from a file written by :meth:`save`."""
         blob = torch.load(path, map_location="cpu", weights_only=True)
         meta = blob["meta"]
-        teacher = cls(d=meta["d"], k=meta["k"], n_blocks=meta["n_blocks"], n_decoded_points=meta["n_decoded_points"])
+        absolute = bool(meta.get("absolute_coordinates", False))
+        teacher = cls(
+            d=meta["d"], k=meta["k"], n_blocks=meta["n_blocks"], n_decoded_points=meta["n_decoded_points"],
+            absolute_coordinates=absolute,
+        )
         teacher.set_params(**params)
-        network = DescriptorNet(meta["d"], meta["n_blocks"])
+        network = DescriptorNet(meta["d"], meta["n_blocks"], absolute_coordinates=absolute)
         network.load_state_dict(blob["network"])
         decoder = ReceptiveFieldDecoder(meta["d"], meta["n_decoded_points"])
         decoder.load_state_dict(blob["decoder"])

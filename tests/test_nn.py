@@ -232,3 +232,23 @@ def test_architecture_dimensions():
     assert (block.mlp_out[0].in_features, block.mlp_out[0].out_features) == (64, 64)
     assert net.n_hops == 8
     assert abs(net.blocks[0].mlp_in[1].negative_slope - 0.2) < 1e-12
+
+
+def test_absolute_coordinates_match_naive_and_break_translation_invariance(cloud):
+    pts, idx = cloud
+    torch.manual_seed(5)
+    net = DescriptorNet(d=8, n_blocks=2, absolute_coordinates=True)
+    assert net.blocks[0].lfa1.geometric.in_features == 10
+    graph = NeighborGraph.from_knn(pts, idx)
+    fast = net(graph)
+    torch.testing.assert_close(fast, naive_forward(net, pts, idx), atol=1e-5, rtol=1e-5)
+    fast.pow(2).sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    naive_forward(net, pts, idx).pow(2).sum().backward()
+    for a, b in zip(grads, [p.grad for p in net.parameters()]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    shifted = net(NeighborGraph.from_knn(pts + torch.tensor([5.0, -3.0, 2.0]), idx))
+    assert (shifted - fast).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="geometric inputs"):
+        fused_geometric_terms([net, DescriptorNet(d=8, n_blocks=2)], graph)

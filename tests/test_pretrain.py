@@ -198,3 +198,21 @@ def test_available_pretrained_without_weights_folder(monkeypatch, tmp_path):
     assert TeacherPretrainer.available_pretrained() == []
     with pytest.raises(FileNotFoundError, match="no bundled teacher"):
         TeacherPretrainer.from_pretrained(d=64)
+
+
+def test_absolute_coordinates_teacher_saves_loads_and_teaches(tmp_path):
+    from skst3d import StudentTeacherDetector
+
+    clouds = surface_clouds()
+    teacher = TeacherPretrainer(**SMALL, absolute_coordinates=True, random_state=0).fit(clouds)
+    assert teacher.network_.absolute_coordinates
+    path = tmp_path / "absolute.pt"
+    teacher.save(path)
+    loaded = TeacherPretrainer.load(path)
+    assert loaded.absolute_coordinates and loaded.network_.absolute_coordinates
+    np.testing.assert_allclose(loaded.transform(clouds[:1])[0], teacher.transform(clouds[:1])[0], rtol=1e-5, atol=1e-6)
+    det = StudentTeacherDetector(loaded, k=6, d=8, n_epochs=2, random_state=0).fit(clouds)
+    assert det.student_.absolute_coordinates
+    assert np.isfinite(det.score_samples(clouds[:1])[0]).all()
+    with pytest.raises(ValueError, match="absolute_coordinates"):
+        teacher.set_params(warm_start=True, absolute_coordinates=False).fit(clouds)
