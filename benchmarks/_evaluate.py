@@ -72,3 +72,20 @@ def boundary_false_positive_share(clouds, labels, anomalies, top=0.01):
 def summarise(rows):
     keys = ["au_pro_30", "au_pro_05", "cloud_auroc", "fit_s", "score_s", "boundary_fp_share"]
     return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+
+
+def quality_tables(results, metrics=(("au_pro_30", "AU-PRO@0.3"), ("au_pro_05", "@0.05"), ("cloud_auroc", "AUROC"))):
+    """Markdown: a per-part table of ``metrics`` for every method, with a mean row, and a cost table.
+
+    ``results`` maps a method's label to the rows :func:`evaluate` returned for it.
+    """
+    from _results import markdown_table
+
+    header = ["part"] + [f"{label} {name}" for label in results for _, name in metrics]
+    parts = [r["part"] for r in next(iter(results.values()))]
+    means = {label: summarise(rows) for label, rows in results.items()}
+    rows = [[part] + [results[label][i][key] for label in results for key, _ in metrics] for i, part in enumerate(parts)]
+    rows.append(["mean"] + [means[label][key] for label in results for key, _ in metrics])
+    cost = [[label, m["fit_s"], m["score_s"], m["boundary_fp_share"]] for label, m in means.items()]
+    return markdown_table(header, rows), markdown_table(
+        ["method", "fit s per part type", "score s per part type", "boundary share of top-1% normal anomalies"], cost)

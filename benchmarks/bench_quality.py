@@ -15,13 +15,12 @@ import argparse
 import os
 import sys
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _evaluate import evaluate, summarise  # noqa: E402
-from _results import markdown_table, write_section  # noqa: E402
+from _evaluate import evaluate, quality_tables  # noqa: E402
+from _results import write_section  # noqa: E402
 
 from skst3d import StudentTeacherDetector  # noqa: E402
 from skst3d.baseline import FPFHMemoryBankDetector  # noqa: E402
@@ -90,27 +89,14 @@ def main(argv=None):
         for label, factory in methods(args).items():
             print(f"-- {label}", flush=True)
             results[label] = evaluate(factory, data)
-        header = ["part"] + [f"{label} {m}" for label in results for m in ("AU-PRO@0.3", "@0.05", "AUROC")]
-        part_names = [r["part"] for r in next(iter(results.values()))]
-        rows = []
-        for i, part in enumerate(part_names):
-            rows.append([part] + [v for label in results for v in (
-                results[label][i]["au_pro_30"], results[label][i]["au_pro_05"], results[label][i]["cloud_auroc"])])
-        means = {label: summarise(r) for label, r in results.items()}
-        rows.append(["mean"] + [v for label in results for v in (
-            means[label]["au_pro_30"], means[label]["au_pro_05"], means[label]["cloud_auroc"])])
-        body.append(f"### {name}\n\n" + markdown_table(header, rows))
-        cost = [[label, m["fit_s"], m["score_s"], m["boundary_fp_share"]] for label, m in means.items()]
-        body.append(markdown_table(["method", "fit s per part type", "score s per part type",
-                                    "boundary share of top-1% normal anomalies"], cost))
+        scores, cost = quality_tables(results)
+        body.append(f"### {name}\n\n" + scores)
+        body.append(cost)
         teachers = [label for label in results if label.startswith("3D-ST")]
         if len(teachers) == 2:
-            keys = ("au_pro_30", "au_pro_05", "cloud_auroc", "fit_s", "score_s")
-            per_part_rows = []
-            for same_part in zip(*(results[t] for t in teachers)):
-                per_part_rows.append([same_part[0]["part"]] + [r[key] for r in same_part for key in keys])
-            header = ["part"] + [f"{t} {m}" for t in teachers for m in ("AU-PRO@0.3", "@0.05", "AUROC", "fit s", "score s")]
-            detection[name] = markdown_table(header, per_part_rows)
+            detection[name], _ = quality_tables({t: results[t] for t in teachers}, metrics=(
+                ("au_pro_30", "AU-PRO@0.3"), ("au_pro_05", "@0.05"), ("cloud_auroc", "AUROC"),
+                ("fit_s", "fit s"), ("score_s", "score s")))
         print("\n".join(body[-2:]), flush=True)
     write_section(args.section, "Detection quality against the classical baseline", "\n\n".join(body))
     if "synthetic parts" in detection:

@@ -41,6 +41,7 @@ def main(argv=None):
     parser.add_argument("--points", type=int, default=16384)
     parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise on scenes (object units)")
     parser.add_argument("--max-receptive-field", type=int, default=2048)
+    parser.add_argument("--absolute-coordinates", action="store_true", help="the paper's ablation (RandLA-Net's G)")
     parser.add_argument("--chunk-epochs", type=int, default=2)
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget")
     parser.add_argument("--meshes", default=DEFAULT_MESHES)
@@ -65,7 +66,8 @@ def main(argv=None):
 
     params = dict(
         d=args.d, k=args.k, n_blocks=args.n_blocks, n_epochs=args.chunk_epochs, validation_fraction=0.0,
-        max_receptive_field=args.max_receptive_field, random_state=args.seed, verbose=1,
+        max_receptive_field=args.max_receptive_field, absolute_coordinates=args.absolute_coordinates,
+        random_state=args.seed, verbose=1,
     )
     last = output + ".last.pt"  # the latest chunk, for --resume; `output` keeps the best one
     if args.resume and os.path.exists(last):
