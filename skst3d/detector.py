@@ -60,11 +60,14 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         teachers, for a teacher the detector creates: "random" or pretrained on built-in scenes).
     n_epochs : int, default=100
         Student training epochs (one step per training cloud and epoch).
-    learning_rate : float, default=1e-3
-        Adam learning rate.
-    learning_rate_schedule : {"constant", "cosine"}, default="constant"
+    learning_rate : float, default=1e-2
+        Adam learning rate at the first epoch. The paper's 1e-3 suits hundreds of training
+        clouds; with a dozen, 100 epochs at 1e-3 leave the student far from the teacher
+        (measured on the synthetic plate: AU-PRO@0.3 0.74, against 0.94 with the defaults).
+    learning_rate_schedule : {"constant", "cosine"}, default="cosine"
         ``"cosine"`` decays the learning rate to zero over the ``n_epochs`` epochs along a
-        half cosine; ``"constant"`` is the paper's.
+        half cosine; ``"constant"`` keeps it (the paper's recipe is ``learning_rate=1e-3,
+        learning_rate_schedule="constant"``).
     weight_decay : float, default=1e-5
         Adam weight decay.
     validation_fraction : float, default=0.1
@@ -178,8 +181,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         n_epochs=100,
         n_students=1,
         smoothing=0,
-        learning_rate=1e-3,
-        learning_rate_schedule="constant",
+        learning_rate=1e-2,
+        learning_rate_schedule="cosine",
         weight_decay=1e-5,
         validation_fraction=0.1,
         rotation_augmentation=0.0,
