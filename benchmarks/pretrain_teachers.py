@@ -70,16 +70,22 @@ def main(argv=None):
         random_state=args.seed, verbose=1,
     )
     last = output + ".last.pt"  # the latest chunk, for --resume; `output` keeps the best one
+    earlier_minutes, commands = 0.0, []
     if args.resume and os.path.exists(last):
         teacher = TeacherPretrainer.load(last, **params)
-        print(f"resuming from {last} ({len(teacher.loss_curve_)} epochs)", flush=True)
+        earlier_minutes = float(teacher.metadata_.get("minutes", 0.0))
+        commands = list(teacher.metadata_.get("earlier_commands", [])) + [teacher.metadata_.get("command", "")]
+        print(f"resuming from {last} ({len(teacher.loss_curve_)} epochs, {earlier_minutes:.0f} min)", flush=True)
     else:
         teacher = TeacherPretrainer(**params)
     untrained = TeacherPretrainer(**dict(params, n_epochs=1, learning_rate=1e-12)).fit(train[:1])
     untrained.scale_ = None  # set below to the trained teacher's scale
 
-    history = []
+    # the best validation Chamfer so far: a resumed run keeps the saved teacher unless it beats it
+    history = [float(teacher.metadata_["validation_chamfer"])] if commands else []
+    chunks = 0
     while True:
+        chunks += 1
         teacher.set_params(warm_start=hasattr(teacher, "network_"), random_state=args.seed + len(history))
         teacher.fit(train)
         validation_chamfer = -teacher.score(validation)
@@ -95,14 +101,15 @@ def main(argv=None):
             validation_chamfer=validation_chamfer,
             untrained_validation_chamfer=reference,
             max_receptive_field=args.max_receptive_field,
-            minutes=round(elapsed, 1),
+            minutes=round(earlier_minutes + elapsed, 1),
             command="python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]),
+            earlier_commands=commands,
         )
         teacher.save(last, **metadata)
         if validation_chamfer <= min(history):  # chunks end on noisy losses: keep the best
             teacher.save(output, **metadata)
         # leave room for one more chunk of the same length
-        per_chunk = elapsed / len(history)
+        per_chunk = elapsed / chunks
         if elapsed + per_chunk > args.minutes:
             break
     print(f"saved {output}", flush=True)
