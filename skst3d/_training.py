@@ -167,6 +167,16 @@ def knn_of_clouds(clouds, k: int, device: torch.device, backend: str):
     return points, indices, total, count
 
 
+def inference_inputs(estimator, X):
+    """What every inference method starts with: fitted check, validated clouds, the device."""
+    from sklearn.utils.validation import check_is_fitted
+
+    from ._validation import check_point_clouds
+
+    check_is_fitted(estimator)
+    return check_point_clouds(X, min_points=estimator.k + 1), resolve_device(estimator.device)
+
+
 def scale_from_sums(total: float, count: int) -> float:
     scale = total / max(count, 1)
     if not scale > 0:

@@ -9,11 +9,12 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_memory
+from sklearn.utils.validation import check_memory
 
 from ._graph import NeighborGraph
 from ._training import (
     TorchStateMixin,
+    inference_inputs,
     knn_of_clouds,
     resolve_device,
     scale_from_sums,
@@ -389,9 +390,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
             Higher means more normal (scikit-learn's outlier convention); ``-scores[i]`` are
             anomaly scores for :mod:`skst3d.metrics`.
         """
-        check_is_fitted(self)
-        clouds = check_point_clouds(X, min_points=self.k + 1)
-        device = resolve_device(self.device)
+        clouds, device = inference_inputs(self, X)
         teacher = self.teacher_.network_.to(device).eval()
         students = [student.to(device).eval() for student in self.students_]
         mean = torch.as_tensor(self.feature_mean_, device=device)

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._graph import NeighborGraph, induced_subgraph
 from ._training import (
     TorchStateMixin,
+    inference_inputs,
     knn_of_clouds,
     resolve_device,
     scale_from_sums,
@@ -294,9 +295,7 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         -------
         descriptors : list of ndarray of shape (n_i, d), float32
         """
-        check_is_fitted(self)
-        clouds = check_point_clouds(X, min_points=self.k + 1)
-        device = resolve_device(self.device)
+        clouds, device = inference_inputs(self, X)
         network = self.network_.to(device)
         scale = self.scale_ if scale is None else float(scale)
         points, knn, _, _ = knn_of_clouds(clouds, self.k, device, self.knn_backend)
@@ -316,9 +315,7 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         -------
         scores : ndarray of shape (n_clouds,)
         """
-        check_is_fitted(self)
-        clouds = check_point_clouds(X, min_points=self.k + 1)
-        device = resolve_device(self.device)
+        clouds, device = inference_inputs(self, X)
         network, decoder = self.network_.to(device), self.decoder_.to(device)
         seed = self.random_state if isinstance(self.random_state, Integral) else 0
         points, knn, _, _ = knn_of_clouds(clouds, self.k, device, self.knn_backend)
@@ -352,11 +349,9 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         """
         from .geometry import receptive_fields
 
-        check_is_fitted(self)
-        clouds = check_point_clouds(X, min_points=self.k + 1)
+        clouds, device = inference_inputs(self, X)
         if len(centers) != len(clouds):
             raise ValueError(f"got {len(centers)} arrays of centers for {len(clouds)} clouds")
-        device = resolve_device(self.device)
         network, decoder = self.network_.to(device), self.decoder_.to(device)
         points, knn, _, _ = knn_of_clouds(clouds, self.k, device, self.knn_backend)
         results = []
