@@ -5,7 +5,8 @@
 * Against a straightforward gather-concat-mean implementation of the same two networks
   (skst3d._reference), measured in the same run.
 * Training step = student forward + backward + Adam step on one cloud.
-* Peak memory: torch.cuda.max_memory_allocated on GPU; growth of the process's peak RSS on CPU.
+* Peak memory: torch.cuda.max_memory_allocated on GPU; on CPU the growth of the peak RSS of a
+  fresh process for each measurement.
 
     python benchmarks/bench_scaling.py            # CPU: n = 4k, 16k, 64k; GPU: the paper's grid
     python benchmarks/bench_scaling.py --quick
@@ -71,7 +72,7 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def measure(n, d, k, device, naive=False, train=True):
+def measure(n, d, k, device, naive=False, train=True, infer=True):
     points = surface(n).to(device)
     teacher, student = DescriptorNet(d, 4).to(device).eval(), DescriptorNet(d, 4).to(device)
     mean, std = torch.zeros(d, device=device), torch.ones(d, device=device)
@@ -95,8 +96,9 @@ def measure(n, d, k, device, naive=False, train=True):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
-    row["infer_s"] = timed(infer, device)
-    row["infer_gb"] = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
+    if infer:
+        row["infer_s"] = timed(infer, device)
+        row["infer_gb"] = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
     if naive:
         row["naive_s"] = timed(infer_naive, device, repeats=2)
     if train:
@@ -117,6 +119,18 @@ def measure(n, d, k, device, naive=False, train=True):
         base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
         row["train_s"] = timed(step, device)
         row["train_gb"] = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
+    return row
+
+
+def measure_in_child(n, d, k, device):
+    """``measure`` in fresh processes (inference, then training), so each peak RSS is its own."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    row = {}
+    for phase in ({"train": False}, {"infer": False}):
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            row.update(pool.submit(measure, n, d, k, device, **phase).result())
     return row
 
 
@@ -148,7 +162,7 @@ def main(argv=None):
         grid += [("d", 16384, d, 32) for d in (32, 128)] + [("k", 16384, 64, k) for k in (16, 64)]
     rows = []
     for axis, n, d, k in grid:
-        r = measure(n, d, k, device)
+        r = measure_in_child(n, d, k, device) if device.type == "cpu" else measure(n, d, k, device)
         value = {"n": n, "d": d, "k": k}[axis]
         paper = PAPER.get((axis, value)) if n in (16000, 32000, 64000, 128000) else None
         rows.append([axis, n, d, k, r["infer_s"], r["infer_gb"], r["train_s"], r["train_gb"],
@@ -162,8 +176,8 @@ def main(argv=None):
     if len(ns) >= 2:
         growth = np.log(ns[-1][4] / ns[0][4]) / np.log(ns[-1][1] / ns[0][1])
         body.append(f"Inference time grows as n^{growth:.2f} from n = {ns[0][1]} to {ns[-1][1]} on {device.type}.")
-    body.append(f"Device for the grid: {device}. Memory on CPU is the growth of the process's peak RSS "
-                "(0 when an earlier, larger run already set the peak).")
+    body.append(f"Device for the grid: {device}. Memory on CPU: growth of the peak RSS of a fresh process "
+                "per row during the measurement (inputs and weights excluded).")
     body.append(table)
     write_section("scaling", "Time and memory against n, d and k", "\n\n".join(body))
 
