@@ -17,6 +17,28 @@ def per_part(data, part_types=None):
         yield part, train, [c for c, _ in test], [l for _, l in test]
 
 
+def build_datasets(names, n_train, n_test, n_points, part_types=None):
+    """The benchmark data sets named in ``names`` ("synthetic", "real"), by display name.
+
+    The real-geometry set needs the shared meshes; without them it is left out with a message.
+    """
+    from skst3d.datasets import make_synthetic_parts
+
+    datasets = {}
+    if "synthetic" in names:
+        datasets["synthetic parts"] = make_synthetic_parts(
+            n_train=n_train, n_test=n_test, n_points=n_points, part_types=part_types, random_state=0)
+    if "real" in names:
+        from real_geometry import make_real_geometry_set
+
+        real = make_real_geometry_set(n_train=n_train, n_test=n_test, n_points=n_points, random_state=0)
+        if real is None:
+            print("real-geometry set skipped: shared meshes not found")
+        else:
+            datasets["real-geometry parts"] = real
+    return datasets
+
+
 def evaluate(make_detector, data, part_types=None, log=print):
     """Fit ``make_detector()`` per part type and score its test clouds.
 

@@ -34,12 +34,11 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _evaluate import evaluate, quality_tables  # noqa: E402
+from _evaluate import build_datasets, evaluate, quality_tables  # noqa: E402
 from _results import markdown_table, write_section  # noqa: E402
 
 from skst3d import StudentTeacherDetector, TeacherPretrainer  # noqa: E402
 from skst3d.baseline import FPFHMemoryBankDetector  # noqa: E402
-from skst3d.datasets import make_synthetic_parts  # noqa: E402
 
 CACHE = os.path.join(HERE, "cache")
 SHORT_TEACHERS = {"pretrained, short": False, "absolute coordinates, short": True}
@@ -94,16 +93,7 @@ def main(argv=None):
     if args.quick:
         args.epochs, args.n_train, args.n_test, args.points = 2, 3, 2, 512
 
-    datasets = {}
-    if "synthetic" in args.datasets:
-        datasets["synthetic parts"] = make_synthetic_parts(
-            n_train=args.n_train, n_test=args.n_test, n_points=args.points, random_state=0)
-    if "real" in args.datasets:
-        from real_geometry import make_real_geometry_set
-
-        real = make_real_geometry_set(n_train=args.n_train, n_test=args.n_test, n_points=args.points, random_state=0)
-        if real is not None:
-            datasets["real-geometry parts"] = real
+    datasets = build_datasets(args.datasets, args.n_train, args.n_test, args.points)
 
     body = [f"Settings: k=32, d=64, student epochs={args.epochs}, learning rate {args.lr} (cosine), "
             f"{args.n_train} train / {args.n_test} test clouds per part type, {args.points} points per cloud; "

@@ -19,12 +19,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _evaluate import evaluate, quality_tables  # noqa: E402
+from _evaluate import build_datasets, evaluate, quality_tables  # noqa: E402
 from _results import write_section  # noqa: E402
 
 from skst3d import StudentTeacherDetector  # noqa: E402
 from skst3d.baseline import FPFHMemoryBankDetector  # noqa: E402
-from skst3d.datasets import make_synthetic_parts  # noqa: E402
 
 
 def methods(args):
@@ -65,18 +64,7 @@ def main(argv=None):
         args.epochs, args.n_train, args.n_test, args.points = 3, 4, 4, 1024
     parts = args.parts.split(",") if args.parts else None
 
-    datasets = {}
-    if "synthetic" in args.datasets:
-        datasets["synthetic parts"] = make_synthetic_parts(
-            n_train=args.n_train, n_test=args.n_test, n_points=args.points, part_types=parts, random_state=0)
-    if "real" in args.datasets:
-        from real_geometry import make_real_geometry_set
-
-        real = make_real_geometry_set(n_train=args.n_train, n_test=args.n_test, n_points=args.points, random_state=0)
-        if real is None:
-            print("real-geometry set skipped: shared meshes not found")
-        else:
-            datasets["real-geometry parts"] = real
+    datasets = build_datasets(args.datasets, args.n_train, args.n_test, args.points, parts)
 
     body = [f"Settings: k={args.k}, d={args.d}, student epochs={args.epochs}, learning rate {args.lr} ({args.schedule}), "
             f"students={args.students}, "
