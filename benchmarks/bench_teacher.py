@@ -6,6 +6,10 @@
    (plane, convex edge, cube corner, cylinder, sphere; random pose, size and noise) is
    classified by leave-one-out 1-nearest-neighbour and by 5-fold logistic regression.
    Descriptors that carry local geometry separate the kinds.
+3. A detection probe that leaves the student out: every test point's anomaly is the distance of
+   its standardised teacher descriptor to the nearest descriptor of the training points (a
+   memory bank), on the parts of bench_quality.py (12 train / 8 test clouds of 4,096 points).
+   If this scores like the student, the descriptors, not the student, limit detection.
 
     python benchmarks/bench_teacher.py [--d 32 64 128] [--quick]
 """
@@ -27,6 +31,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _evaluate import build_datasets, per_part  # noqa: E402
 from _results import markdown_table, write_section  # noqa: E402
 
 from skst3d import TeacherPretrainer  # noqa: E402
@@ -95,6 +100,27 @@ def probe_accuracy(teacher, n_per_kind, seed=0):
     return float(loo), float(lin)
 
 
+def memory_bank_au_pro(teacher, datasets):
+    """Mean AU-PRO@0.3 and @0.05 per data set of the teacher-descriptor memory bank."""
+    from skst3d.metrics import au_pro
+
+    out = {}
+    for name, data in datasets.items():
+        scores = []
+        for _, train, test, labels in per_part(data):
+            scale = mean_knn_distance(train, teacher.k)  # the detector's s (equation 4)
+            bank = torch.from_numpy(np.concatenate(teacher.transform(train, scale=scale)))
+            mean, std = bank.mean(0), bank.std(0).clamp_min(1e-6)
+            bank = (bank - mean) / std
+            anomalies = []
+            for descriptors in teacher.transform(test, scale=scale):
+                query = (torch.from_numpy(descriptors) - mean) / std
+                anomalies.append(torch.cat([torch.cdist(q, bank).min(1).values for q in query.split(2048)]).numpy())
+            scores.append([au_pro(labels, anomalies, integration_limit=limit) for limit in (0.3, 0.05)])
+        out[name] = np.mean(scores, axis=0)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--d", type=int, nargs="*", default=None)
@@ -106,7 +132,8 @@ def main(argv=None):
     bundled = [d for d, k in TeacherPretrainer.available_pretrained() if k == 32]
     dims = args.d or bundled
     n_scenes, n_per_kind = (2, 8) if args.quick else (8, 40)
-    rows = []
+    datasets = build_datasets("synthetic,real", 3, 2, 1024) if args.quick else build_datasets("synthetic,real", 12, 8, 4096)
+    rows, bank_rows = [], []
     for d in dims:
         teacher = TeacherPretrainer.from_pretrained(d=d)
         meta = teacher.metadata_
@@ -120,6 +147,10 @@ def main(argv=None):
         rows.append([d, teacher.n_blocks, meta.get("epochs"), chamfer, chamfer_untrained,
                      acc[0], acc_untrained[0], acc[1], acc_untrained[1]])
         print(rows[-1], flush=True)
+        banks = {label: memory_bank_au_pro(t, datasets) for label, t in (("pretrained", teacher), ("random", untrained))}
+        for name in datasets:
+            bank_rows.append([d, name, *banks["pretrained"][name], *banks["random"][name]])
+            print(bank_rows[-1], flush=True)
     header = ["d", "blocks", "pretraining epochs", "val. Chamfer (pretrained)", "val. Chamfer (untrained)",
               "probe 1-NN (pretrained)", "probe 1-NN (random)", "probe logistic (pretrained)",
               "probe logistic (random)"]
@@ -130,7 +161,10 @@ def main(argv=None):
         f"Validation Chamfer on {n_scenes} fresh scenes of 16,384 points (lower is better; untrained = same "
         f"architecture, random encoder and decoder). Probe: {n_per_kind} patches per kind ({', '.join(KINDS)}), "
         "descriptor at the key point, accuracy of leave-one-out 1-NN / 5-fold logistic regression "
-        "(chance = 0.2).\n\n" + table,
+        "(chance = 0.2).\n\n" + table + "\n\nDetection probe: teacher-descriptor memory bank (nearest training "
+        "descriptor), mean AU-PRO over the part types of bench_quality.py, no student.\n\n"
+        + markdown_table(["d", "data", "bank AU-PRO@0.3 (pretrained)", "@0.05 (pretrained)",
+                          "bank AU-PRO@0.3 (random)", "@0.05 (random)"], bank_rows),
     )
 
 
