@@ -5,6 +5,8 @@
 * Against a straightforward gather-concat-mean implementation of the same two networks
   (skst3d._reference), measured in the same run.
 * Training step = student forward + backward + Adam step on one cloud.
+* Pretraining step = 16 receptive fields (at most 2,048 target points each) through network,
+  decoder and Chamfer loss, backward and Adam step (the network runs on their union only).
 * Peak memory: torch.cuda.max_memory_allocated on GPU; on CPU the growth of the peak RSS of a
   fresh process for each measurement.
 
@@ -72,7 +74,7 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def measure(n, d, k, device, naive=False, train=True, infer=True):
+def measure(n, d, k, device, naive=False, phases=("infer", "train", "pretrain")):
     points = surface(n).to(device)
     teacher, student = DescriptorNet(d, 4).to(device).eval(), DescriptorNet(d, 4).to(device)
     mean, std = torch.zeros(d, device=device), torch.ones(d, device=device)
@@ -96,12 +98,14 @@ def measure(n, d, k, device, naive=False, train=True, infer=True):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
-    if infer:
+    if "infer" in phases:
         row["infer_s"] = timed(infer, device)
         row["infer_gb"] = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
     if naive:
         row["naive_s"] = timed(infer_naive, device, repeats=2)
-    if train:
+    if "pretrain" in phases:
+        row["pretrain_s"], row["pretrain_gb"] = measure_pretraining_step(points, d, k, device)
+    if "train" in phases:
         idx, _ = knn_graph(points, k)
         graph = NeighborGraph.from_knn(points, idx)
         with torch.no_grad():
@@ -122,15 +126,40 @@ def measure(n, d, k, device, naive=False, train=True, infer=True):
     return row
 
 
+def measure_pretraining_step(points, d, k, device):
+    """One teacher pretraining step (16 receptive fields, decoder, Chamfer loss, Adam): seconds, GB."""
+    from skst3d.nn import ReceptiveFieldDecoder
+    from skst3d.pretrain import _reconstruction_loss
+
+    network, decoder = DescriptorNet(d, 4).to(device), ReceptiveFieldDecoder(d).to(device)
+    optimizer = torch.optim.Adam([*network.parameters(), *decoder.parameters()], lr=1e-3)
+    idx, _ = knn_graph(points, k)
+    rng = np.random.RandomState(0)
+
+    def step():
+        centers = torch.from_numpy(rng.choice(points.shape[0], 16, replace=False))
+        loss = _reconstruction_loss(network, decoder, points, idx, centers, 2048, rng).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
+    seconds = timed(step, device)
+    peak = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
+    return seconds, peak
+
+
 def measure_in_child(n, d, k, device):
     """``measure`` in fresh processes (inference, then training), so each peak RSS is its own."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     row = {}
-    for phase in ({"train": False}, {"infer": False}):
+    for phase in ("infer", "train", "pretrain"):
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            row.update(pool.submit(measure, n, d, k, device, **phase).result())
+            row.update(pool.submit(measure, n, d, k, device, phases=(phase,)).result())
     return row
 
 
@@ -145,7 +174,7 @@ def main(argv=None):
 
     # CPU target: n = 16,384, d = 64, k = 32 against the naive implementation, same run.
     n_ref = 4096 if args.quick else 16384
-    cpu = measure(n_ref, 64, 32, torch.device("cpu"), naive=True, train=False)
+    cpu = measure(n_ref, 64, 32, torch.device("cpu"), naive=True, phases=("infer",))
     speedup = cpu["naive_s"] / cpu["infer_s"]
     line = (f"CPU inference, n = {n_ref}, d = 64, k = 32, teacher + student, kNN included: "
             f"skst3d {cpu['infer_s']:.3f} s, gather-concat-mean {cpu['naive_s']:.3f} s, speed-up {speedup:.1f}x "
@@ -166,16 +195,19 @@ def main(argv=None):
         value = {"n": n, "d": d, "k": k}[axis]
         paper = PAPER.get((axis, value)) if n in (16000, 32000, 64000, 128000) else None
         rows.append([axis, n, d, k, r["infer_s"], r["infer_gb"], r["train_s"], r["train_gb"],
-                     *(paper if paper else ("", "", ""))])
+                     r["pretrain_s"], r["pretrain_gb"], *(paper if paper else ("", "", ""))])
         print(rows[-1], flush=True)
     header = ["varied", "n", "d", "k", "inference s", "inference GB", "train step s", "train GB",
-              "paper inference s (V100)", "paper train GB", "paper inference GB"]
+              "pretraining step s", "pretraining GB", "paper inference s (V100)", "paper train GB", "paper inference GB"]
     table = markdown_table(header, rows)
     print(table)
     ns = [r for r in rows if r[0] == "n"]
     if len(ns) >= 2:
         growth = np.log(ns[-1][4] / ns[0][4]) / np.log(ns[-1][1] / ns[0][1])
-        body.append(f"Inference time grows as n^{growth:.2f} from n = {ns[0][1]} to {ns[-1][1]} on {device.type}.")
+        line = f"Inference time grows as n^{growth:.2f} from n = {ns[0][1]} to {ns[-1][1]} on {device.type}"
+        if ns[0][5] > 0:  # CPU peaks below the RSS resolution read 0
+            line += f"; inference memory as n^{np.log(ns[-1][5] / ns[0][5]) / np.log(ns[-1][1] / ns[0][1]):.2f}"
+        body.append(line + ".")
     body.append(f"Device for the grid: {device}. Memory on CPU: growth of the peak RSS of a fresh process "
                 "per row during the measurement (inputs and weights excluded).")
     body.append(table)
