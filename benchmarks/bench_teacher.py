@@ -101,7 +101,7 @@ def probe_accuracy(teacher, n_per_kind, seed=0):
 
 
 def memory_bank_au_pro(teacher, datasets):
-    """Mean AU-PRO@0.3 and @0.05 per data set of the teacher-descriptor memory bank."""
+    """Mean AU-PRO@0.3 and @0.05 per data set of the teacher-descriptor memory bank (kNN with ``teacher.k``)."""
     from skst3d.metrics import au_pro
 
     out = {}
@@ -126,6 +126,8 @@ def main(argv=None):
     parser.add_argument("--d", type=int, nargs="*", default=None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--bank-k", type=int, nargs="*", default=[32],
+                        help="neighbours of the kNN graph for the detection probe (the networks do not depend on k)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,10 +149,12 @@ def main(argv=None):
         rows.append([d, teacher.n_blocks, meta.get("epochs"), chamfer, chamfer_untrained,
                      acc[0], acc_untrained[0], acc[1], acc_untrained[1]])
         print(rows[-1], flush=True)
-        banks = {label: memory_bank_au_pro(t, datasets) for label, t in (("pretrained", teacher), ("random", untrained))}
-        for name in datasets:
-            bank_rows.append([d, name, *banks["pretrained"][name], *banks["random"][name]])
-            print(bank_rows[-1], flush=True)
+        for k in args.bank_k:
+            banks = {label: memory_bank_au_pro(t.set_params(k=k), datasets)
+                     for label, t in (("pretrained", teacher), ("random", untrained))}
+            for name in datasets:
+                bank_rows.append([d, k, name, *banks["pretrained"][name], *banks["random"][name]])
+                print(bank_rows[-1], flush=True)
     header = ["d", "blocks", "pretraining epochs", "val. Chamfer (pretrained)", "val. Chamfer (untrained)",
               "probe 1-NN (pretrained)", "probe 1-NN (random)", "probe logistic (pretrained)",
               "probe logistic (random)"]
@@ -163,7 +167,7 @@ def main(argv=None):
         "descriptor at the key point, accuracy of leave-one-out 1-NN / 5-fold logistic regression "
         "(chance = 0.2).\n\n" + table + "\n\nDetection probe: teacher-descriptor memory bank (nearest training "
         "descriptor), mean AU-PRO over the part types of bench_quality.py, no student.\n\n"
-        + markdown_table(["d", "data", "bank AU-PRO@0.3 (pretrained)", "@0.05 (pretrained)",
+        + markdown_table(["d", "k", "data", "bank AU-PRO@0.3 (pretrained)", "@0.05 (pretrained)",
                           "bank AU-PRO@0.3 (random)", "@0.05 (random)"], bank_rows),
     )
 
