@@ -70,6 +70,17 @@ def timed(fn, device, repeats=3):
     return float(np.median(times))
 
 
+def timed_with_peak(fn, device, repeats=3):
+    """(median seconds of ``fn``, peak memory in GB it added: CUDA allocator, or process RSS)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
+    seconds = timed(fn, device, repeats)
+    if device.type == "cuda":
+        return seconds, (torch.cuda.max_memory_allocated() - base) / 2**30
+    return seconds, max(0.0, peak_rss_gb() - base)
+
+
 def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -95,12 +106,8 @@ def measure(n, d, k, device, naive=False, phases=("infer", "train", "pretrain"))
 
     row = {}
     gc.collect()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
     if "infer" in phases:
-        row["infer_s"] = timed(infer, device)
-        row["infer_gb"] = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
+        row["infer_s"], row["infer_gb"] = timed_with_peak(infer, device)
     if naive:
         row["naive_s"] = timed(infer_naive, device, repeats=2)
     if "pretrain" in phases:
@@ -118,11 +125,7 @@ def measure(n, d, k, device, naive=False, phases=("infer", "train", "pretrain"))
             loss.backward()
             optimizer.step()
 
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
-        row["train_s"] = timed(step, device)
-        row["train_gb"] = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
+        row["train_s"], row["train_gb"] = timed_with_peak(step, device)
     return row
 
 
@@ -143,12 +146,7 @@ def measure_pretraining_step(points, d, k, device):
         loss.backward()
         optimizer.step()
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated() if device.type == "cuda" else peak_rss_gb()
-    seconds = timed(step, device)
-    peak = ((torch.cuda.max_memory_allocated() - base) / 2**30) if device.type == "cuda" else max(0.0, peak_rss_gb() - base)
-    return seconds, peak
+    return timed_with_peak(step, device)
 
 
 def measure_in_child(n, d, k, device):
