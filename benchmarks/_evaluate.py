@@ -17,6 +17,35 @@ def per_part(data, part_types=None):
         yield part, train, [c for c, _ in test], [l for _, l in test]
 
 
+def evaluation_arguments(parser, epochs, points, section, quick):
+    """Add the options bench_quality.py and bench_ablations.py share; returns a parse function.
+
+    ``quick`` = (epochs, n_train, n_test, points) of ``--quick``. The parse function also applies
+    ``--threads``.
+    """
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--datasets", default="synthetic,real")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--n-train", type=int, default=12)
+    parser.add_argument("--n-test", type=int, default=8)
+    parser.add_argument("--points", type=int, default=points)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--section", default=section)
+
+    def parse(argv=None):
+        import torch
+
+        args = parser.parse_args(argv)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.quick:
+            args.epochs, args.n_train, args.n_test, args.points = quick
+        return args
+
+    return parse
+
+
 def build_datasets(names, n_train, n_test, n_points, part_types=None):
     """The benchmark data sets named in ``names`` ("synthetic", "real"), by display name.
 

@@ -29,12 +29,10 @@ import argparse
 import os
 import sys
 
-import torch
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _evaluate import build_datasets, evaluate, quality_tables  # noqa: E402
+from _evaluate import build_datasets, evaluate, evaluation_arguments, quality_tables  # noqa: E402
 from _results import markdown_table, write_section  # noqa: E402
 
 from skst3d import StudentTeacherDetector, TeacherPretrainer  # noqa: E402
@@ -77,21 +75,9 @@ def variants(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--datasets", default="synthetic,real")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--n-train", type=int, default=12)
-    parser.add_argument("--n-test", type=int, default=8)
-    parser.add_argument("--points", type=int, default=2048)
+    parse = evaluation_arguments(parser, epochs=60, points=2048, section="ablations", quick=(2, 3, 2, 512))
     parser.add_argument("--teacher-minutes", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--section", default="ablations")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.quick:
-        args.epochs, args.n_train, args.n_test, args.points = 2, 3, 2, 512
+    args = parse(argv)
 
     datasets = build_datasets(args.datasets, args.n_train, args.n_test, args.points)
 

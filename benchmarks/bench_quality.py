@@ -15,11 +15,9 @@ import argparse
 import os
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _evaluate import build_datasets, evaluate, quality_tables  # noqa: E402
+from _evaluate import build_datasets, evaluate, evaluation_arguments, quality_tables  # noqa: E402
 from _results import write_section  # noqa: E402
 
 from skst3d import StudentTeacherDetector  # noqa: E402
@@ -41,27 +39,15 @@ def methods(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--datasets", default="synthetic,real")
-    parser.add_argument("--parts", default=None, help="comma-separated part types (default all)")
+    parse = evaluation_arguments(parser, epochs=100, points=4096, section="quality", quick=(3, 4, 4, 1024))
+    parser.add_argument("--parts", default=None, help="comma-separated synthetic part types (default all)")
     parser.add_argument("--methods", default="pretrained,random,baseline")
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--d", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--students", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
     parser.add_argument("--smoothing", type=int, default=0)
-    parser.add_argument("--n-train", type=int, default=12)
-    parser.add_argument("--n-test", type=int, default=8)
-    parser.add_argument("--points", type=int, default=4096)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--section", default="quality")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.quick:
-        args.epochs, args.n_train, args.n_test, args.points = 3, 4, 4, 1024
+    args = parse(argv)
     parts = args.parts.split(",") if args.parts else None
 
     datasets = build_datasets(args.datasets, args.n_train, args.n_test, args.points, parts)

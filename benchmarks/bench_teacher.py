@@ -126,6 +126,9 @@ def main(argv=None):
     parser.add_argument("--d", type=int, nargs="*", default=None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--bank-d", type=int, nargs="*", default=[64], help="teachers given the detection probe")
+    parser.add_argument("--bank-files", nargs="*", default=[],
+                        help="more teachers (files written by TeacherPretrainer.save) for the detection probe")
     parser.add_argument("--bank-k", type=int, nargs="*", default=[32],
                         help="neighbours of the kNN graph for the detection probe (the networks do not depend on k)")
     args = parser.parse_args(argv)
@@ -149,12 +152,18 @@ def main(argv=None):
         rows.append([d, teacher.n_blocks, meta.get("epochs"), chamfer, chamfer_untrained,
                      acc[0], acc_untrained[0], acc[1], acc_untrained[1]])
         print(rows[-1], flush=True)
-        for k in args.bank_k:
+        for k in args.bank_k if d in args.bank_d else ():
             banks = {label: memory_bank_au_pro(t.set_params(k=k), datasets)
                      for label, t in (("pretrained", teacher), ("random", untrained))}
             for name in datasets:
                 bank_rows.append([d, k, name, *banks["pretrained"][name], *banks["random"][name]])
                 print(bank_rows[-1], flush=True)
+    for path in args.bank_files:
+        teacher = TeacherPretrainer.load(path)
+        for name, (au_30, au_05) in memory_bank_au_pro(teacher, datasets).items():
+            bank_rows.append([f"{teacher.d} ({os.path.basename(path)}: {teacher.metadata_.get('data', '')})",
+                              teacher.k, name, au_30, au_05, "", ""])
+            print(bank_rows[-1], flush=True)
     header = ["d", "blocks", "pretraining epochs", "val. Chamfer (pretrained)", "val. Chamfer (untrained)",
               "probe 1-NN (pretrained)", "probe 1-NN (random)", "probe logistic (pretrained)",
               "probe logistic (random)"]
