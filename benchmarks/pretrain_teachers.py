@@ -71,7 +71,8 @@ def main(argv=None):
     )
     last = output + ".last.pt"  # the latest chunk, for --resume; `output` keeps the best one
     earlier_minutes, commands = 0.0, []
-    if args.resume and os.path.exists(last):
+    resumed = args.resume and os.path.exists(last)
+    if resumed:
         teacher = TeacherPretrainer.load(last, **params)
         earlier_minutes = float(teacher.metadata_.get("minutes", 0.0))
         commands = list(teacher.metadata_.get("earlier_commands", [])) + [teacher.metadata_.get("command", "")]
@@ -82,7 +83,7 @@ def main(argv=None):
     untrained.scale_ = None  # set below to the trained teacher's scale
 
     # the best validation Chamfer so far: a resumed run keeps the saved teacher unless it beats it
-    history = [float(teacher.metadata_["validation_chamfer"])] if commands else []
+    history = [float(teacher.metadata_["validation_chamfer"])] if resumed else []
     chunks = 0
     while True:
         chunks += 1
