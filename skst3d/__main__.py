@@ -168,8 +168,8 @@ def run_demo(output=DEFAULT_OUTPUT, quick=False, device="auto", verbose=0, rando
 
     from skst3d import StudentTeacherDetector
     from skst3d.datasets import PART_TYPES, make_synthetic_parts
-    from skst3d.registration import RigidRegistration
     from skst3d.metrics import au_pro, cloud_roc_auc
+    from skst3d.registration import RigidRegistration
 
     t_start = time.perf_counter()
     config = dict(DEMO_CONFIGS["quick" if quick else "full"])

@@ -242,8 +242,10 @@ class RigidRegistration(TransformerMixin, BaseEstimator):
         rmse : ndarray of shape (n_clouds,)
             Trimmed RMS distance to the reference after alignment (see :func:`rigid_align`).
         """
+        return self._transforms(check_point_clouds(X, min_points=4))
+
+    def _transforms(self, clouds):
         check_is_fitted(self, "reference_")
-        clouds = check_point_clouds(X, min_points=4)
         tree = cKDTree(self.reference_)
         seed = check_random_state(self.random_state).randint(0, 2**31 - 1)
         results = [
@@ -266,7 +268,7 @@ class RigidRegistration(TransformerMixin, BaseEstimator):
         aligned : list of ndarray of shape (n_i, 3)
         """
         clouds = check_point_clouds(X, min_points=4)
-        rotations, translations, _ = self.transforms(clouds)
+        rotations, translations, _ = self._transforms(clouds)
         return [
             (cloud.astype(np.float64) @ rotation.T + translation).astype(np.float32)
             for cloud, rotation, translation in zip(clouds, rotations, translations)
