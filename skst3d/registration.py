@@ -253,8 +253,9 @@ class RigidRegistration(TransformerMixin, BaseEstimator):
                         n_subsample=self.n_subsample, random_state=seed, _tree=tree)
             for cloud in clouds
         ]
-        rotations, translations, rmse = zip(*results) if results else ((), (), ())
-        return np.array(rotations).reshape(-1, 3, 3), np.array(translations).reshape(-1, 3), np.array(rmse)
+        # check_point_clouds refuses an empty X, so there is at least one result
+        rotations, translations, rmse = map(np.array, zip(*results))
+        return rotations, translations, rmse
 
     def transform(self, X):
         """Clouds moved onto the reference, same points in the same order (float32).
