@@ -29,20 +29,21 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 def methods(args):
     st = dict(k=args.k, d=args.d, n_epochs=args.epochs, n_students=args.students, smoothing=args.smoothing,
               learning_rate=args.lr, learning_rate_schedule=args.schedule, random_state=0)
+    chosen = set(args.methods.split(","))
     out = {}
-    if "pretrained" in args.methods.split(","):
+    if "pretrained" in chosen:
         out["3D-ST, bundled teacher"] = lambda: StudentTeacherDetector(None, **st)
-    if "registered" in args.methods.split(","):
+    if "registered" in chosen:
         # Scans registered to the first training scan first (trimmed ICP): the teacher is not
         # rotation invariant, and the parts are scanned in poses varying by +-30 degrees.
         out["3D-ST, bundled teacher, registered"] = lambda: make_pipeline(
             RigidRegistration(random_state=0), StudentTeacherDetector(None, **st))
-    if "registered-random" in args.methods.split(","):
+    if "registered-random" in chosen:
         out["3D-ST, random teacher, registered"] = lambda: make_pipeline(
             RigidRegistration(random_state=0), StudentTeacherDetector("random", **st))
-    if "random" in args.methods.split(","):
+    if "random" in chosen:
         out["3D-ST, random teacher"] = lambda: StudentTeacherDetector("random", **st)  # bundled architecture
-    if "baseline" in args.methods.split(","):
+    if "baseline" in chosen:
         out["FPFH memory bank"] = lambda: FPFHMemoryBankDetector(random_state=0)
     return out
 
