@@ -87,8 +87,9 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         step (a fresh rotation each time; the teacher's targets are computed for the rotated
         cloud and standardised with the statistics of the unrotated training clouds). Meant
         for parts scanned in varying poses, to teach the student poses between the ones seen;
-        on the benchmark scans, whose poses vary by up to 30 degrees, ``30`` did not help
-        (see the user guide). 0 (no augmentation) is the paper's training; 180 (uniform
+        on the benchmark scans, whose poses vary by up to 30 degrees, ``30`` did not help,
+        while registering the scans first (:class:`~skst3d.registration.RigidRegistration`
+        in a pipeline) did (see the user guide). 0 (no augmentation) is the paper's training; 180 (uniform
         rotations) is the paper's rotation-invariance ablation, which makes locally rotated
         geometry look normal. Validation clouds are never rotated.
     n_points : int or None, default=None
