@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_memory
 
 from ._graph import NeighborGraph
+from ._normalization import LocalErrorReference
 from ._training import (
     TorchStateMixin,
     inference_inputs,
@@ -33,6 +34,8 @@ _GRAPH_CACHE_BYTES = 2 << 30
 # Built-in pretraining when no teacher is bundled for the requested d.
 _BUILTIN_SCENES = dict(n_scenes=40, n_points=4096)
 _FALLBACK_TEACHER_EPOCHS = 20
+# Training points kept for descriptor-space normalisation (a random subset beyond this).
+_DESCRIPTOR_REFERENCE_SIZE = 16384
 
 
 class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
@@ -82,6 +85,20 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         Passes of neighbourhood averaging applied to the point anomalies (each pass replaces a
         point's anomaly by the mean over itself and its k neighbours), the 3D counterpart of
         the Gaussian blur 2D methods apply to anomaly maps. 0 keeps the paper's raw errors.
+    score_normalization : {"none", "location", "descriptor"}, default="none"
+        Turns a point's regression error into a local z-score: minus the mean, divided by the
+        standard deviation, of the errors of the ``n_normalization_neighbors`` training
+        points most like it. Normal scan borders, edges and thin features are harder to
+        regress than flat faces; normalising stops them from outscoring small defects.
+        ``"location"``: the training points nearest in space, for parts in a common pose
+        (fixtured, or registered with :class:`~skst3d.registration.RigidRegistration` in a
+        pipeline); ``"descriptor"``: those nearest in the teacher's descriptor space, which
+        needs no common pose. ``"none"`` keeps the paper's raw error (equation 6). The
+        reference is the training clouds without the validation ones, whose normalised
+        scores set ``offset_``.
+    n_normalization_neighbors : int, default=48
+        Training points per query for ``score_normalization`` (48 is about four per
+        training cloud for a dozen clouds).
     rotation_augmentation : float, default=0.0
         Largest angle, in degrees, of a random rotation applied to a training cloud at every
         step (a fresh rotation each time; the teacher's targets are computed for the rotated
@@ -125,6 +142,9 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         Mean and standard deviation of the teacher's descriptors over the training points.
     offset_ : float
         Threshold on :meth:`score_samples`; ``decision_function = score_samples - offset_``.
+    error_reference_ : LocalErrorReference or None
+        The training points' positions or descriptors (at most 16,384 descriptors, a random
+        subset) and their errors, for ``score_normalization``; None when it is ``"none"``.
     loss_curve_, validation_loss_curve_ : list of float
         Mean squared regression error per epoch (equation 5), training and validation.
     best_epoch_ : int
@@ -160,6 +180,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         "n_epochs": [Interval(Integral, 1, None, closed="left")],
         "n_students": [Interval(Integral, 1, None, closed="left")],
         "smoothing": [Interval(Integral, 0, None, closed="left")],
+        "score_normalization": [StrOptions({"none", "location", "descriptor"})],
+        "n_normalization_neighbors": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "learning_rate_schedule": [StrOptions({"constant", "cosine"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -184,6 +206,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         n_epochs=100,
         n_students=1,
         smoothing=0,
+        score_normalization="none",
+        n_normalization_neighbors=48,
         learning_rate=1e-2,
         learning_rate_schedule="cosine",
         weight_decay=1e-5,
@@ -204,6 +228,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         self.n_epochs = n_epochs
         self.n_students = n_students
         self.smoothing = smoothing
+        self.score_normalization = score_normalization
+        self.n_normalization_neighbors = n_normalization_neighbors
         self.learning_rate = learning_rate
         self.learning_rate_schedule = learning_rate_schedule
         self.weight_decay = weight_decay
@@ -323,8 +349,16 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         )
         held_out = val_idx if len(val_idx) else train_idx
         with torch.no_grad():
-            errors = torch.cat([_point_anomaly(students, graph(i), targets[i], self.smoothing) for i in held_out])
-        offset = float(np.quantile(-errors.cpu().numpy().astype(np.float64), self.contamination))
+            errors = {
+                i: _point_anomaly(students, graph(i), targets[i], self.smoothing).cpu().numpy()
+                for i in sorted({*train_idx, *held_out})
+            }
+        reference = self._error_reference(clouds, targets, errors, train_idx, rng)
+        held_out_anomaly = np.concatenate([
+            errors[i] if reference is None else reference.normalize(self._normalization_keys(clouds[i], targets[i]), errors[i])
+            for i in held_out
+        ])
+        offset = float(np.quantile(-held_out_anomaly.astype(np.float64), self.contamination))
 
         # Fitted attributes are set only now: an interrupted fit leaves no half-fitted state.
         self.teacher_ = teacher
@@ -334,6 +368,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         self.feature_mean_ = mean.cpu().numpy()
         self.feature_std_ = std.cpu().numpy()
         self.offset_ = offset
+        self.error_reference_ = reference
         self.loss_curve_ = losses
         self.validation_loss_curve_ = val_losses
         self.best_epoch_ = best_epoch
@@ -364,6 +399,23 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         fit_teacher = check_memory(self.memory).cache(_fit_teacher_on_builtin_scenes)
         return fit_teacher(type(teacher), params, **_BUILTIN_SCENES)
 
+    def _normalization_keys(self, cloud, target):
+        """Where a point lies for normalisation: its position, or its teacher descriptor."""
+        if self.score_normalization == "location":
+            return cloud
+        return target.cpu().numpy()
+
+    def _error_reference(self, clouds, targets, errors, train_idx, rng):
+        """The training points' errors for ``score_normalization`` (None when "none")."""
+        if self.score_normalization == "none":
+            return None
+        keys = np.concatenate([self._normalization_keys(clouds[i], targets[i]) for i in train_idx])
+        values = np.concatenate([errors[i] for i in train_idx])
+        if self.score_normalization == "descriptor" and keys.shape[0] > _DESCRIPTOR_REFERENCE_SIZE:
+            keep = np.sort(rng.choice(keys.shape[0], _DESCRIPTOR_REFERENCE_SIZE, replace=False))
+            keys, values = keys[keep], values[keep]
+        return LocalErrorReference(keys, values, self.n_normalization_neighbors)
+
     def _reduce(self, clouds, seed):
         if self.n_points is None:
             return clouds
@@ -381,6 +433,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
 
     def score_samples(self, X):
         """Normality of every point: minus the regression error of equation (6).
+
+        With ``score_normalization``, minus the error's local z-score instead.
 
         Parameters
         ----------
@@ -409,6 +463,8 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
                 target = (teacher(graph, geo_teacher) - mean) / std
                 anomaly = _point_anomaly(students, graph, target, self.smoothing, geo_students)
                 anomaly = anomaly.cpu().numpy().astype(np.float64)
+                if self.error_reference_ is not None:
+                    anomaly = self.error_reference_.normalize(self._normalization_keys(sampled, target), anomaly)
                 if sampled.shape[0] != cloud.shape[0]:
                     from scipy.spatial import cKDTree
 

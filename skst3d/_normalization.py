@@ -1,0 +1,75 @@
+"""Local normalisation of point anomalies against the anomaly-free training points.
+
+The regression error of equation (6) is not equally large on all normal geometry: scan
+borders, sharp edges and thin features are harder to regress than flat faces, so their
+normal points outscore small defects elsewhere. Normalising a point's error by the errors of
+the training points that are "like it" (nearest in space for registered parts, or nearest
+in teacher-descriptor space, which needs no common pose) turns the error into a local
+z-score: how unusual the error is for that kind of point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Queries per block of the brute-force descriptor search (bounds the distance matrix).
+_QUERY_BLOCK = 2048
+# Local standard deviations are floored at this fraction of the global one, so that a spot
+# where the training errors happen to agree does not turn tiny differences into large scores.
+_STD_FLOOR = 0.05
+
+
+def nearest_reference(keys: np.ndarray, queries: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Indices (n_queries, n_neighbors) of the nearest ``keys`` of every query (Euclidean).
+
+    Three-dimensional keys use a k-d tree; descriptors (many dimensions, where trees lose to
+    brute force) use blocked exact distances.
+    """
+    n_neighbors = min(n_neighbors, keys.shape[0])
+    if keys.shape[1] <= 3:
+        from scipy.spatial import cKDTree
+
+        index = cKDTree(keys).query(queries, n_neighbors, workers=-1)[1]
+        return index.reshape(queries.shape[0], n_neighbors)
+    reference = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32))
+    query = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    blocks = [
+        torch.cdist(block, reference).topk(n_neighbors, dim=1, largest=False).indices
+        for block in query.split(_QUERY_BLOCK)
+    ]
+    return torch.cat(blocks).numpy()
+
+
+class LocalErrorReference:
+    """Errors of anomaly-free training points, indexed by a key (position or descriptor).
+
+    Parameters
+    ----------
+    keys : ndarray of shape (n, m)
+        Where each training point lies in the space that defines "alike".
+    errors : ndarray of shape (n,)
+        Its regression error.
+    n_neighbors : int
+        Training points per query whose errors give the local mean and deviation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> keys = np.array([[0.0, 0, 0], [0.1, 0, 0], [10, 0, 0], [10.1, 0, 0]])
+    >>> ref = LocalErrorReference(keys, np.array([1.0, 3.0, 10.0, 30.0]), n_neighbors=2)
+    >>> ref.normalize(np.array([[0.05, 0, 0], [10.05, 0, 0]]), np.array([2.0, 20.0]))
+    array([0., 0.])
+    """
+
+    def __init__(self, keys: np.ndarray, errors: np.ndarray, n_neighbors: int):
+        self.keys = np.ascontiguousarray(keys, dtype=np.float32)
+        self.errors = np.asarray(errors, dtype=np.float64)
+        self.n_neighbors = int(n_neighbors)
+        self.std_floor = _STD_FLOOR * float(self.errors.std())
+
+    def normalize(self, keys: np.ndarray, errors: np.ndarray) -> np.ndarray:
+        """``(error - local mean) / local standard deviation`` for every query point."""
+        local = self.errors[nearest_reference(self.keys, np.asarray(keys, dtype=np.float32), self.n_neighbors)]
+        std = np.maximum(local.std(axis=1), max(self.std_floor, 1e-12))
+        return (np.asarray(errors, dtype=np.float64) - local.mean(axis=1)) / std
