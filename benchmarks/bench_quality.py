@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _evaluate import build_datasets, evaluate, evaluation_arguments, quality_tables  # noqa: E402
 from _results import write_section  # noqa: E402
 
-from skst3d import StudentTeacherDetector  # noqa: E402
+from skst3d import StudentTeacherDetector, TeacherPretrainer  # noqa: E402
 from skst3d.baseline import FPFHMemoryBankDetector  # noqa: E402
 from skst3d.registration import RigidRegistration  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -28,21 +28,28 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 
 def methods(args):
     st = dict(k=args.k, d=args.d, n_epochs=args.epochs, n_students=args.students, smoothing=args.smoothing,
-              learning_rate=args.lr, learning_rate_schedule=args.schedule, random_state=0)
+              learning_rate=args.lr, learning_rate_schedule=args.schedule, score_normalization=args.normalization,
+              random_state=0)
     chosen = set(args.methods.split(","))
+    # A teacher file (e.g. from pretrain_teachers.py --output) replaces the bundled teacher;
+    # the random teacher then takes its architecture.
+    teacher = TeacherPretrainer.load(args.teacher) if args.teacher else None
+    name = f"teacher {os.path.basename(args.teacher)}" if args.teacher else "bundled teacher"
+    random_st = dict(st, n_blocks=teacher.network_.n_blocks) if teacher is not None else st
+    suffix = "" if args.normalization == "none" else f", {args.normalization}-normalised"
     out = {}
     if "pretrained" in chosen:
-        out["3D-ST, bundled teacher"] = lambda: StudentTeacherDetector(None, **st)
+        out[f"3D-ST, {name}{suffix}"] = lambda: StudentTeacherDetector(teacher, **st)
     if "registered" in chosen:
         # Scans registered to the first training scan first (trimmed ICP): the teacher is not
         # rotation invariant, and the parts are scanned in poses varying by +-30 degrees.
-        out["3D-ST, bundled teacher, registered"] = lambda: make_pipeline(
-            RigidRegistration(random_state=0), StudentTeacherDetector(None, **st))
+        out[f"3D-ST, {name}, registered{suffix}"] = lambda: make_pipeline(
+            RigidRegistration(random_state=0), StudentTeacherDetector(teacher, **st))
     if "registered-random" in chosen:
-        out["3D-ST, random teacher, registered"] = lambda: make_pipeline(
-            RigidRegistration(random_state=0), StudentTeacherDetector("random", **st))
+        out[f"3D-ST, random teacher, registered{suffix}"] = lambda: make_pipeline(
+            RigidRegistration(random_state=0), StudentTeacherDetector("random", **random_st))
     if "random" in chosen:
-        out["3D-ST, random teacher"] = lambda: StudentTeacherDetector("random", **st)  # bundled architecture
+        out[f"3D-ST, random teacher{suffix}"] = lambda: StudentTeacherDetector("random", **random_st)
     if "baseline" in chosen:
         out["FPFH memory bank"] = lambda: FPFHMemoryBankDetector(random_state=0)
     return out
@@ -58,6 +65,9 @@ def main(argv=None):
     parser.add_argument("--students", type=int, default=1)
     parser.add_argument("--schedule", default="cosine", choices=["constant", "cosine"])
     parser.add_argument("--smoothing", type=int, default=0)
+    parser.add_argument("--normalization", default="none", choices=["none", "location", "descriptor"],
+                        help="score_normalization of the 3D-ST detectors")
+    parser.add_argument("--teacher", default=None, help="teacher weights file instead of the bundled teacher")
     args = parse(argv)
     parts = args.parts.split(",") if args.parts else None
 
@@ -65,7 +75,8 @@ def main(argv=None):
 
     body = [f"Settings: k={args.k}, d={args.d}, student epochs={args.epochs}, learning rate {args.lr} ({args.schedule}), "
             f"students={args.students}, "
-            f"smoothing={args.smoothing}, {args.n_train} train / {args.n_test} test clouds per part type, "
+            f"smoothing={args.smoothing}, score normalization={args.normalization}, "
+            f"teacher={args.teacher or 'bundled'}, {args.n_train} train / {args.n_test} test clouds per part type, "
             f"{args.points} points per cloud."]
     detection = {}
     for name, data in datasets.items():
