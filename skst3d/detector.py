@@ -27,7 +27,7 @@ from ._training import (
 from ._validation import anomaly_free_clouds, check_point_clouds
 from .geometry import random_rotation
 from .nn import DescriptorNet, ReceptiveFieldDecoder, fused_geometric_terms
-from .pretrain import _KNN_BACKENDS, BUNDLED_N_BLOCKS, TeacherPretrainer
+from .pretrain import _KNN_BACKENDS, TeacherPretrainer, bundled_n_blocks
 
 # Above this many bytes of cached graphs, graphs are rebuilt each step instead of kept.
 _GRAPH_CACHE_BYTES = 2 << 30
@@ -60,8 +60,9 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
     d : int, default=64
         Descriptor dimension.
     n_blocks : int or None, default=None
-        Residual blocks of the networks; ``None`` takes the teacher's (2, as the bundled
-        teachers, for a teacher the detector creates: "random" or pretrained on built-in scenes).
+        Residual blocks of the networks; ``None`` takes the teacher's, and for a teacher the
+        detector creates ("random", or pretrained on built-in scenes when none is bundled for
+        ``d``) the bundled teacher's for ``d`` (1 for d=64, 2 kNN hops).
     n_epochs : int, default=100
         Student training epochs (one step per training cloud and epoch).
     learning_rate : float, default=1e-2
@@ -378,13 +379,13 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
     def _resolve_teacher(self, rng):
         teacher = self.teacher
         if isinstance(teacher, str):  # "random", the only string allowed by the constraints
-            return _random_teacher(self.d, self.k, self.n_blocks or BUNDLED_N_BLOCKS, seed_from(rng))
+            return _random_teacher(self.d, self.k, self.n_blocks or bundled_n_blocks(self.d), seed_from(rng))
         if teacher is None:
             try:
                 return TeacherPretrainer.from_pretrained(d=self.d, device=self.device, knn_backend=self.knn_backend)
             except FileNotFoundError:
                 teacher = TeacherPretrainer(
-                    d=self.d, k=self.k, n_blocks=self.n_blocks or BUNDLED_N_BLOCKS, n_epochs=_FALLBACK_TEACHER_EPOCHS, random_state=0
+                    d=self.d, k=self.k, n_blocks=self.n_blocks or bundled_n_blocks(self.d), n_epochs=_FALLBACK_TEACHER_EPOCHS, random_state=0
                 )
         if hasattr(teacher, "network_"):
             if teacher.network_.d != self.d:

@@ -36,9 +36,23 @@ _N_SCORE_CENTERS = 64
 
 _KNN_BACKENDS = {"auto", "keops", "kdtree", "torch"}
 
-#: Residual blocks of the bundled teachers (4 kNN hops; see docs/user_guide.rst). Detectors
-#: use it for teachers they create themselves ("random", or pretrained when none is bundled).
-BUNDLED_N_BLOCKS = 2
+#: Residual blocks (2 kNN hops; see docs/user_guide.rst) of teachers that detectors create
+#: themselves when no teacher is bundled for their d. Measured on 4,096-point parts, one block
+#: beat two (benchmarks/RESULTS.md): a smaller receptive field keeps descriptors local.
+BUNDLED_N_BLOCKS = 1
+
+
+def bundled_n_blocks(d, k=32):
+    """Residual blocks of the teacher bundled for ``(d, k)``; :data:`BUNDLED_N_BLOCKS` if none is.
+
+    A ``"random"`` teacher takes this architecture, so that it differs from the bundled
+    teacher only in its weights (the paper's pretrained-against-random ablation).
+    """
+    path = os.path.join(WEIGHTS_DIR, f"teacher_d{d}_k{k}.pt.json")
+    if not os.path.exists(path):
+        return BUNDLED_N_BLOCKS
+    with open(path) as fh:
+        return int(json.load(fh)["n_blocks"])
 
 
 class TeacherPretrainer(TorchStateMixin, BaseEstimator):

@@ -1,5 +1,6 @@
 """TeacherPretrainer: scikit-learn behaviour, training semantics, persistence."""
 
+import os
 import pickle
 
 import joblib
@@ -216,3 +217,21 @@ def test_absolute_coordinates_teacher_saves_loads_and_teaches(tmp_path):
     assert np.isfinite(det.score_samples(clouds[:1])[0]).all()
     with pytest.raises(ValueError, match="absolute_coordinates"):
         teacher.set_params(warm_start=True, absolute_coordinates=False).fit(clouds)
+
+
+def test_random_teacher_takes_the_bundled_architecture(monkeypatch, tmp_path):
+    """"random" differs from the bundled teacher only in its weights; without one, the default."""
+    import json
+
+    import skst3d.pretrain as mod
+    from skst3d import StudentTeacherDetector
+
+    for d, k in TeacherPretrainer.available_pretrained():
+        with open(os.path.join(mod.WEIGHTS_DIR, f"teacher_d{d}_k{k}.pt.json")) as fh:
+            assert mod.bundled_n_blocks(d, k) == json.load(fh)["n_blocks"] == TeacherPretrainer.from_pretrained(d, k).network_.n_blocks
+    (tmp_path / "teacher_d8_k32.pt.json").write_text(json.dumps({"n_blocks": 3}))
+    monkeypatch.setattr(mod, "WEIGHTS_DIR", str(tmp_path))
+    assert mod.bundled_n_blocks(8) == 3
+    assert mod.bundled_n_blocks(16) == mod.BUNDLED_N_BLOCKS
+    det = StudentTeacherDetector("random", k=6, d=8, n_epochs=1, random_state=0).fit(surface_clouds())
+    assert det.teacher_.network_.n_blocks == det.student_.n_blocks == 3
