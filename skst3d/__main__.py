@@ -40,6 +40,9 @@ DEMO_CONFIGS = {
         # scans are registered to the first training scan (the parts lie in poses varying by
         # +-30 degrees; registration raised AU-PRO in benchmarks/bench_quality.py)
         register=True,
+        # registered scans share one frame, so each point's error is compared with the training
+        # errors at the same place on the part (border points err more everywhere)
+        score_normalization="location",
         n_pictures=4,
     ),
     "quick": dict(
@@ -55,6 +58,7 @@ DEMO_CONFIGS = {
         learning_rate_schedule="constant",
         teacher="random",
         register=True,
+        score_normalization="location",
         n_pictures=2,
     ),
 }
@@ -115,6 +119,7 @@ def _resolve_demo_teacher(config, device, output, random_state):
     if config["teacher"] == "random":
         return "random", {"source": "random (untrained; --quick)"}
     from skst3d import TeacherPretrainer
+    from skst3d.pretrain import bundled_n_blocks
 
     d = config["d"]
     try:
@@ -137,7 +142,7 @@ def _resolve_demo_teacher(config, device, output, random_state):
     start = time.perf_counter()
     scenes = make_pretraining_scenes(fb["n_scenes"], n_points=fb["n_points"], random_state=random_state)
     teacher = TeacherPretrainer(
-        d=d, k=config["k"], n_blocks=config["n_blocks"] or 4, n_epochs=fb["n_epochs"], device=device, random_state=random_state
+        d=d, k=config["k"], n_blocks=config["n_blocks"] or bundled_n_blocks(d), n_epochs=fb["n_epochs"], device=device, random_state=random_state
     ).fit(scenes)
     teacher.save(cached, note="skst3d demo fallback teacher")
     seconds = time.perf_counter() - start
@@ -192,6 +197,7 @@ def run_demo(output=DEFAULT_OUTPUT, quick=False, device="auto", verbose=0, rando
         f"{len(parts)} part types x ({config['n_train']} train + {config['n_test']} test) clouds of "
         f"{config['n_points']} points; k={config['k']}, d={config['d']}, {config['n_epochs']} student epochs"
         + ("; scans registered to the first training scan" if config.get("register") else "")
+        + (f"; scores {config['score_normalization']}-normalised" if config["score_normalization"] != "none" else "")
     )
     _print(f"output folder: {output}")
 
@@ -226,7 +232,7 @@ def run_demo(output=DEFAULT_OUTPUT, quick=False, device="auto", verbose=0, rando
         detector = StudentTeacherDetector(
             teacher, k=config["k"], d=config["d"], n_blocks=config["n_blocks"], n_epochs=config["n_epochs"],
             learning_rate=config["learning_rate"], learning_rate_schedule=config["learning_rate_schedule"],
-            device=device, random_state=random_state, verbose=verbose,
+            score_normalization=config["score_normalization"], device=device, random_state=random_state, verbose=verbose,
         )
         model = detector
         if config.get("register"):
