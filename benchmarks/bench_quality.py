@@ -55,6 +55,17 @@ def methods(args):
     return out
 
 
+def describe_teacher(args):
+    """Which teacher "bundled" meant in this run: bundled files change between releases."""
+    try:
+        teacher = TeacherPretrainer.load(args.teacher) if args.teacher else TeacherPretrainer.from_pretrained(d=args.d)
+    except FileNotFoundError:
+        return "none bundled for this d"
+    meta = teacher.metadata_
+    name = args.teacher or "bundled"
+    return f"{name} (residual blocks: {teacher.network_.n_blocks}, pretraining epochs: {meta.get('epochs')})"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parse = evaluation_arguments(parser, epochs=100, points=4096, section="quality", quick=(3, 4, 4, 1024))
@@ -76,7 +87,7 @@ def main(argv=None):
     body = [f"Settings: k={args.k}, d={args.d}, student epochs={args.epochs}, learning rate {args.lr} ({args.schedule}), "
             f"students={args.students}, "
             f"smoothing={args.smoothing}, score normalization={args.normalization}, "
-            f"teacher={args.teacher or 'bundled'}, {args.n_train} train / {args.n_test} test clouds per part type, "
+            f"teacher={describe_teacher(args)}, {args.n_train} train / {args.n_test} test clouds per part type, "
             f"{args.points} points per cloud."]
     detection = {}
     for name, data in datasets.items():
