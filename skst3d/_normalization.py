@@ -20,17 +20,18 @@ _QUERY_BLOCK = 2048
 _STD_FLOOR = 0.05
 
 
-def nearest_reference(keys: np.ndarray, queries: np.ndarray, n_neighbors: int) -> np.ndarray:
+def nearest_reference(keys: np.ndarray, queries: np.ndarray, n_neighbors: int, tree=None) -> np.ndarray:
     """Indices (n_queries, n_neighbors) of the nearest ``keys`` of every query (Euclidean).
 
-    Three-dimensional keys use a k-d tree; descriptors (many dimensions, where trees lose to
-    brute force) use blocked exact distances.
+    Three-dimensional keys use a k-d tree (``tree``, built on ``keys``, if given); descriptors
+    (many dimensions, where trees lose to brute force) use blocked exact distances.
     """
     n_neighbors = min(n_neighbors, keys.shape[0])
     if keys.shape[1] <= 3:
         from scipy.spatial import cKDTree
 
-        index = cKDTree(keys).query(queries, n_neighbors, workers=-1)[1]
+        tree = cKDTree(keys) if tree is None else tree
+        index = tree.query(queries, n_neighbors, workers=-1)[1]
         return index.reshape(queries.shape[0], n_neighbors)
     reference = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32))
     query = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
@@ -67,9 +68,19 @@ class LocalErrorReference:
         self.errors = np.asarray(errors, dtype=np.float64)
         self.n_neighbors = int(n_neighbors)
         self.std_floor = _STD_FLOOR * float(self.errors.std())
+        self._tree = None
+
+    def __getstate__(self):
+        # The k-d tree is rebuilt on first use after unpickling rather than stored.
+        return {**self.__dict__, "_tree": None}
 
     def normalize(self, keys: np.ndarray, errors: np.ndarray) -> np.ndarray:
         """``(error - local mean) / local standard deviation`` for every query point."""
-        local = self.errors[nearest_reference(self.keys, np.asarray(keys, dtype=np.float32), self.n_neighbors)]
+        if self._tree is None and self.keys.shape[1] <= 3:
+            from scipy.spatial import cKDTree
+
+            self._tree = cKDTree(self.keys)  # built once, reused for every scored cloud
+        queries = np.asarray(keys, dtype=np.float32)
+        local = self.errors[nearest_reference(self.keys, queries, self.n_neighbors, self._tree)]
         std = np.maximum(local.std(axis=1), max(self.std_floor, 1e-12))
         return (np.asarray(errors, dtype=np.float64) - local.mean(axis=1)) / std

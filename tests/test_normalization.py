@@ -40,6 +40,24 @@ def test_normalize_matches_brute_force(seed, n_keys, n_queries, dim, n_neighbors
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
 
 
+def test_reference_reuses_its_tree_and_pickles_without_it(rng):
+    import pickle
+
+    keys, errors = rng.normal(size=(500, 3)), rng.gamma(2.0, size=500)
+    queries, query_errors = rng.normal(size=(40, 3)), rng.gamma(2.0, size=40)
+    ref = LocalErrorReference(keys, errors, 12)
+    first = ref.normalize(queries, query_errors)
+    tree = ref._tree
+    assert tree is not None
+    np.testing.assert_array_equal(ref.normalize(queries, query_errors), first)
+    assert ref._tree is tree  # built once
+    restored = pickle.loads(pickle.dumps(ref))
+    assert restored._tree is None
+    np.testing.assert_array_equal(restored.normalize(queries, query_errors), first)
+    np.testing.assert_allclose(first, _brute_force_z(keys.astype(np.float32), errors, queries.astype(np.float32),
+                                                     query_errors, 12), rtol=1e-6)
+
+
 @pytest.mark.parametrize("dim", [3, 16])
 def test_nearest_reference_finds_the_exact_neighbours(dim, rng):
     keys = rng.normal(size=(500, dim)).astype(np.float32)
