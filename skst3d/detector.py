@@ -349,10 +349,12 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
             modules, optimizer, self.n_epochs, run_epoch, validate, self.verbose, "student"
         )
         held_out = val_idx if len(val_idx) else train_idx
+        # The training clouds' errors are needed only as the normalisation reference.
+        needed = {*held_out, *(train_idx if self.score_normalization != "none" else ())}
         with torch.no_grad():
             errors = {
                 i: _point_anomaly(students, graph(i), targets[i], self.smoothing).cpu().numpy()
-                for i in sorted({*train_idx, *held_out})
+                for i in sorted(needed)
             }
         reference = self._error_reference(clouds, targets, errors, train_idx, rng)
         held_out_anomaly = np.concatenate([
