@@ -89,7 +89,7 @@ def _raw_errors(det, clouds):
 def test_detector_scores_are_local_z_scores_of_its_errors(normalization):
     train = wavy_clouds(4)
     det = StudentTeacherDetector(
-        "random", **SMALL, score_normalization=normalization, n_normalization_neighbors=10,
+        "random", **dict(SMALL, score_normalization=normalization), n_normalization_neighbors=10,
         validation_fraction=0.0, random_state=0,
     ).fit(train)
     reference = det.error_reference_
@@ -112,10 +112,10 @@ def test_descriptor_normalisation_is_translation_invariant_and_location_is_not()
     train = wavy_clouds(4)
     cloud = wavy_clouds(1, seed=9, bump=True)[0]
     shifted = cloud + np.array([30.0, -10.0, 5.0])
-    by_descriptor = StudentTeacherDetector("random", **SMALL, score_normalization="descriptor", random_state=0).fit(train)
+    by_descriptor = StudentTeacherDetector("random", **dict(SMALL, score_normalization="descriptor"), random_state=0).fit(train)
     a, b = by_descriptor.score_samples([cloud, shifted])
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    by_location = StudentTeacherDetector("random", **SMALL, score_normalization="location", random_state=0).fit(train)
+    by_location = StudentTeacherDetector("random", **dict(SMALL, score_normalization="location"), random_state=0).fit(train)
     a, b = by_location.score_samples([cloud, shifted])
     assert np.abs(a - b).max() > 1e-2
 
@@ -123,7 +123,7 @@ def test_descriptor_normalisation_is_translation_invariant_and_location_is_not()
 def test_offset_comes_from_normalised_validation_scores():
     clouds = wavy_clouds(6)
     det = StudentTeacherDetector(
-        "random", **SMALL, score_normalization="location", contamination=0.1, validation_fraction=0.5, random_state=0
+        "random", **dict(SMALL, score_normalization="location"), contamination=0.1, validation_fraction=0.5, random_state=0
     ).fit(clouds)
     # three clouds trained and formed the reference; the other three set the offset at 10 %
     scores = np.concatenate(det.score_samples(clouds))
@@ -137,7 +137,7 @@ def test_descriptor_reference_is_capped(monkeypatch):
     import skst3d.detector as detector
 
     monkeypatch.setattr(detector, "_DESCRIPTOR_REFERENCE_SIZE", 100)
-    det = StudentTeacherDetector("random", **SMALL, score_normalization="descriptor", random_state=0).fit(wavy_clouds())
+    det = StudentTeacherDetector("random", **dict(SMALL, score_normalization="descriptor"), random_state=0).fit(wavy_clouds())
     assert det.error_reference_.keys.shape == (100, SMALL["d"])
     assert det.error_reference_.errors.shape == (100,)
 
@@ -146,4 +146,4 @@ def test_no_reference_without_normalisation_and_bad_value_rejected():
     det = StudentTeacherDetector("random", **SMALL, random_state=0).fit(wavy_clouds(3))
     assert det.error_reference_ is None
     with pytest.raises(ValueError, match="score_normalization"):
-        StudentTeacherDetector("random", **SMALL, score_normalization="global").fit(wavy_clouds(3))
+        StudentTeacherDetector("random", **dict(SMALL, score_normalization="global")).fit(wavy_clouds(3))
