@@ -407,8 +407,8 @@ def _parser():
                       help=f"output folder (default: ./{DEFAULT_OUTPUT})")
     demo.add_argument("--quick", action="store_true", help="tiny sizes and an untrained teacher (seconds; for tests)")
     demo.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
-    demo.add_argument("--epochs", type=int, default=None, help="student epochs (default: 12, --quick 2)")
-    demo.add_argument("--n-points", type=int, default=None, help="points per cloud (default: 2048, --quick 384)")
+    demo.add_argument("--epochs", type=int, default=None, help=f"student epochs (default: {DEMO_CONFIGS['full']['n_epochs']}, --quick {DEMO_CONFIGS['quick']['n_epochs']})")
+    demo.add_argument("--n-points", type=int, default=None, help=f"points per cloud (default: {DEMO_CONFIGS['full']['n_points']}, --quick {DEMO_CONFIGS['quick']['n_points']})")
     demo.add_argument("--parts", nargs="+", default=None, metavar="PART",
                       help="part types (default: all; plate bracket rod flange panel)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
