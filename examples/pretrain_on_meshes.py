@@ -55,14 +55,20 @@ def main(argv=None):
     else:
         mesh_dir = args.mesh_dir
         scene_args = dict(n_scenes=100, n_points=8192, n_objects=10)
-        teacher_args = dict(d=64, k=32, n_blocks=4, n_epochs=30)
+        # one residual block (2 hops), as the bundled teachers: see "Choosing k, d and n_points"
+        teacher_args = dict(d=64, k=32, n_blocks=1, n_epochs=30)
         detector_args = dict(k=32, n_epochs=20)
         part_args = dict(n_train=10, n_test=10, n_points=2048)
 
     # 1. Scenes: meshes (and procedural shapes) at random poses, sampled by farthest point sampling.
     start = time.perf_counter()
-    scenes = make_pretraining_scenes(mesh_dir=mesh_dir, random_state=0, **scene_args)
-    print(f"{len(scenes)} scenes of {scene_args['n_points']} points from {len(list_meshes(mesh_dir))} meshes "
+    try:
+        scenes = make_pretraining_scenes(mesh_dir=mesh_dir, random_state=0, **scene_args)
+        n_meshes = len(list_meshes(mesh_dir))
+    finally:
+        if mesh_dir != args.mesh_dir:
+            shutil.rmtree(mesh_dir, ignore_errors=True)  # the copies served only these scenes
+    print(f"{len(scenes)} scenes of {scene_args['n_points']} points from {n_meshes} meshes "
           f"in {time.perf_counter() - start:.1f} s")
 
     # 2. Self-supervised pretraining: reconstruct each point's receptive field from its descriptor.

@@ -50,12 +50,16 @@ def test_grid_search():
     assert "nan" not in " ".join(lines)
 
 
-def test_pretrain_on_meshes(mesh_dir, tmp_path):
+def test_pretrain_on_meshes(mesh_dir, tmp_path, monkeypatch):
     pytest.importorskip("trimesh")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # the example's temporary copies go here
     target = tmp_path / "teacher.pt"
     out = run_example("pretrain_on_meshes.py", "--quick", "--mesh-dir", mesh_dir, "--output", str(target)).stdout
     assert "teacher pretrained" in out and "AU-PRO@0.3" in out
     assert target.exists() and (tmp_path / "teacher.pt.json").exists()
+    assert not [p for p in scratch.iterdir() if p.name.startswith("skst3d_")]  # nothing left behind
 
 
 def test_pretrain_on_meshes_without_meshes(tmp_path):
