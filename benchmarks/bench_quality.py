@@ -26,14 +26,13 @@ from skst3d.registration import RigidRegistration  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
 
-def methods(args):
+def methods(args, teacher):
     st = dict(k=args.k, d=args.d, n_epochs=args.epochs, n_students=args.students, smoothing=args.smoothing,
               learning_rate=args.lr, learning_rate_schedule=args.schedule, score_normalization=args.normalization,
               random_state=0)
     chosen = set(args.methods.split(","))
-    # A teacher file (e.g. from pretrain_teachers.py --output) replaces the bundled teacher;
+    # A teacher file (``teacher``, None for the bundled one) replaces the bundled teacher;
     # the random teacher then takes its architecture.
-    teacher = TeacherPretrainer.load(args.teacher) if args.teacher else None
     name = f"teacher {os.path.basename(args.teacher)}" if args.teacher else "bundled teacher"
     random_st = dict(st, n_blocks=teacher.network_.n_blocks) if teacher is not None else st
     suffix = "" if args.normalization == "none" else f", {args.normalization}-normalised"
@@ -55,12 +54,13 @@ def methods(args):
     return out
 
 
-def describe_teacher(args):
+def describe_teacher(args, teacher):
     """Which teacher "bundled" meant in this run: bundled files change between releases."""
-    try:
-        teacher = TeacherPretrainer.load(args.teacher) if args.teacher else TeacherPretrainer.from_pretrained(d=args.d)
-    except FileNotFoundError:
-        return "none bundled for this d"
+    if teacher is None:
+        try:
+            teacher = TeacherPretrainer.from_pretrained(d=args.d)
+        except FileNotFoundError:
+            return "none bundled for this d"
     meta = teacher.metadata_
     name = args.teacher or "bundled"
     return f"{name} (residual blocks: {teacher.network_.n_blocks}, pretraining epochs: {meta.get('epochs')})"
@@ -81,19 +81,21 @@ def main(argv=None):
     parser.add_argument("--teacher", default=None, help="teacher weights file instead of the bundled teacher")
     args = parse(argv)
     parts = args.parts.split(",") if args.parts else None
+    # e.g. from pretrain_teachers.py --output; loaded once, shared by every detector
+    teacher = TeacherPretrainer.load(args.teacher) if args.teacher else None
 
     datasets = build_datasets(args.datasets, args.n_train, args.n_test, args.points, parts)
 
     body = [f"Settings: k={args.k}, d={args.d}, student epochs={args.epochs}, learning rate {args.lr} ({args.schedule}), "
             f"students={args.students}, "
             f"smoothing={args.smoothing}, score normalization={args.normalization}, "
-            f"teacher={describe_teacher(args)}, {args.n_train} train / {args.n_test} test clouds per part type, "
+            f"teacher={describe_teacher(args, teacher)}, {args.n_train} train / {args.n_test} test clouds per part type, "
             f"{args.points} points per cloud."]
     detection = {}
     for name, data in datasets.items():
         print(f"== {name}", flush=True)
         results = {}
-        for label, factory in methods(args).items():
+        for label, factory in methods(args, teacher).items():
             print(f"-- {label}", flush=True)
             results[label] = evaluate(factory, data)
         scores, cost = quality_tables(results)
