@@ -33,6 +33,9 @@ def nearest_reference(keys: np.ndarray, queries: np.ndarray, n_neighbors: int, t
         tree = cKDTree(keys) if tree is None else tree
         index = tree.query(queries, n_neighbors, workers=-1)[1]
         return index.reshape(queries.shape[0], n_neighbors)
+    # torch.cdist's matrix-product mode, unlike the exact mode of skst3d.geometry: it is four
+    # times faster here (64 dimensions), and a near tie that swaps one of the 48 neighbours
+    # barely moves a local mean and deviation.
     reference = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32))
     query = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     blocks = [
