@@ -1,4 +1,5 @@
-"""Local normalisation of point anomalies against the anomaly-free training points.
+"""Post-processing of point anomalies: local normalisation against the anomaly-free
+training points, and smoothing over a cloud's kNN graph.
 
 The regression error of equation (6) is not equally large on all normal geometry: scan
 borders, sharp edges and thin features are harder to regress than flat faces, so their
@@ -43,6 +44,24 @@ def nearest_reference(keys: np.ndarray, queries: np.ndarray, n_neighbors: int, t
         for block in query.split(_QUERY_BLOCK)
     ]
     return torch.cat(blocks).numpy()
+
+
+def smooth_over_neighbors(anomaly: np.ndarray, knn_indices: np.ndarray, passes: int) -> np.ndarray:
+    """``passes`` rounds of replacing each point's value by the mean over itself and its neighbours.
+
+    ``knn_indices`` (n, k) are the cloud's kNN graph. Applied to final scores (after any
+    normalisation), it is the point-cloud counterpart of blurring a 2D anomaly map.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> smooth_over_neighbors(np.array([3.0, 0.0, 0.0]), np.array([[1], [0], [1]]), 1)
+    array([1.5, 1.5, 0. ])
+    """
+    anomaly = np.asarray(anomaly, dtype=np.float64)
+    for _ in range(passes):
+        anomaly = (anomaly + anomaly[knn_indices].sum(axis=1)) / (knn_indices.shape[1] + 1)
+    return anomaly
 
 
 class LocalErrorReference:

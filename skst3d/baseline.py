@@ -18,6 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ._normalization import smooth_over_neighbors
 from ._validation import anomaly_free_clouds, check_point_clouds
 
 
@@ -116,6 +117,10 @@ class FPFHMemoryBankDetector(OutlierMixin, BaseEstimator):
         If set, keep a random subset of this many training descriptors.
     view_direction : tuple of 3 floats, default=(0, 0, 1)
         Normals are oriented towards this direction (the scanner's side).
+    smoothing : int, default=0
+        Passes of neighbourhood averaging of the point anomalies (each point and its
+        ``k_features`` neighbours), as :class:`~skst3d.StudentTeacherDetector` offers, so that
+        both methods can be compared with and without it.
     contamination : float, default=1e-3
         Fraction of training points flagged by :meth:`predict` (sets ``offset_``).
     random_state : int, RandomState instance or None, default=None
@@ -143,19 +148,21 @@ class FPFHMemoryBankDetector(OutlierMixin, BaseEstimator):
         "n_bins": [Interval(Integral, 1, None, closed="left")],
         "memory_size": [Interval(Integral, 1, None, closed="left"), None],
         "view_direction": ["array-like"],
+        "smoothing": [Interval(Integral, 0, None, closed="left")],
         "contamination": [Interval(Real, 0, 0.5, closed="both")],
         "random_state": ["random_state"],
     }
 
     def __init__(
         self, k_normals=16, k_features=32, n_bins=11, memory_size=None,
-        view_direction=(0.0, 0.0, 1.0), contamination=1e-3, random_state=None,
+        view_direction=(0.0, 0.0, 1.0), smoothing=0, contamination=1e-3, random_state=None,
     ):
         self.k_normals = k_normals
         self.k_features = k_features
         self.n_bins = n_bins
         self.memory_size = memory_size
         self.view_direction = view_direction
+        self.smoothing = smoothing
         self.contamination = contamination
         self.random_state = random_state
 
@@ -167,13 +174,20 @@ class FPFHMemoryBankDetector(OutlierMixin, BaseEstimator):
         self._validate_params()
         clouds = check_point_clouds(X, min_points=max(self.k_normals, self.k_features) + 1)
         clouds = anomaly_free_clouds(clouds, y)
-        bank = np.concatenate([self._features(c) for c in clouds])
+        features = [self._features(c) for c in clouds]
+        bank = np.concatenate(features)
         rng = check_random_state(self.random_state)
         if self.memory_size is not None and bank.shape[0] > self.memory_size:
             bank = bank[rng.choice(bank.shape[0], self.memory_size, replace=False)]
         tree = cKDTree(bank)
-        # leave-one-out distances of the bank to itself set the threshold
-        own = tree.query(bank, 2)[0][:, 1]
+        # Leave-one-out distances of the training points set the threshold: a point's own
+        # descriptor, when it is in the bank, is its nearest one at distance 0.
+        own = []
+        for cloud, feature in zip(clouds, features):
+            distance = tree.query(feature, 2)[0]
+            distance = np.where(distance[:, 0] > 0, distance[:, 0], distance[:, 1])
+            own.append(self._smooth(cloud, distance))
+        own = np.concatenate(own)
         self.memory_bank_ = bank
         self._tree = tree
         self.offset_ = float(np.quantile(-own, self.contamination))
@@ -186,7 +200,14 @@ class FPFHMemoryBankDetector(OutlierMixin, BaseEstimator):
         clouds = check_point_clouds(X, min_points=max(self.k_normals, self.k_features) + 1)
         if getattr(self, "_tree", None) is None:
             self._tree = cKDTree(self.memory_bank_)
-        return [-self._tree.query(self._features(c), 1, workers=-1)[0].astype(np.float64) for c in clouds]
+        return [-self._smooth(c, self._tree.query(self._features(c), 1, workers=-1)[0]) for c in clouds]
+
+    def _smooth(self, cloud, anomaly):
+        anomaly = anomaly.astype(np.float64)
+        if self.smoothing == 0:
+            return anomaly
+        neighbours = cKDTree(cloud).query(cloud, self.k_features + 1)[1][:, 1:]
+        return smooth_over_neighbors(anomaly, neighbours, self.smoothing)
 
     def decision_function(self, X):
         return [s - self.offset_ for s in self.score_samples(X)]

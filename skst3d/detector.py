@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_memory
 
 from ._graph import NeighborGraph
-from ._normalization import LocalErrorReference
+from ._normalization import LocalErrorReference, smooth_over_neighbors
 from ._training import (
     TorchStateMixin,
     inference_inputs,
@@ -83,9 +83,10 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         ensemble mean plus the predictive variance (as in the 2D student-teacher method) and
         reduces to equation (6) for one student.
     smoothing : int, default=0
-        Passes of neighbourhood averaging applied to the point anomalies (each pass replaces a
-        point's anomaly by the mean over itself and its k neighbours), the 3D counterpart of
-        the Gaussian blur 2D methods apply to anomaly maps. 0 keeps the paper's raw errors.
+        Passes of neighbourhood averaging applied to the final point anomalies, after
+        ``score_normalization`` (each pass replaces a point's anomaly by the mean over itself
+        and its k neighbours), the 3D counterpart of the Gaussian blur 2D methods apply to
+        anomaly maps. 0 keeps every point's own score.
     score_normalization : {"none", "location", "descriptor"}, default="descriptor"
         Turns a point's regression error into a local z-score: minus the mean, divided by the
         standard deviation, of the errors of the ``n_normalization_neighbors`` training
@@ -357,13 +358,13 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         # The training clouds' errors are needed only as the normalisation reference.
         needed = {*held_out, *(train_idx if self.score_normalization != "none" else ())}
         with torch.no_grad():
-            errors = {
-                i: _point_anomaly(students, graph(i), targets[i], self.smoothing).cpu().numpy()
-                for i in sorted(needed)
-            }
+            errors = {i: _point_anomaly(students, graph(i), targets[i]).cpu().numpy() for i in sorted(needed)}
         reference = self._error_reference(clouds, targets, errors, train_idx, rng)
         held_out_anomaly = np.concatenate([
-            errors[i] if reference is None else reference.normalize(self._normalization_keys(clouds[i], targets[i]), errors[i])
+            smooth_over_neighbors(
+                errors[i] if reference is None
+                else reference.normalize(self._normalization_keys(clouds[i], targets[i]), errors[i]),
+                knn[i].cpu().numpy(), self.smoothing)
             for i in held_out
         ])
         offset = float(np.quantile(-held_out_anomaly.astype(np.float64), self.contamination))
@@ -469,10 +470,11 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
                 # Teacher and students share the graph and one pass over its edges.
                 geo_teacher, *geo_students = fused_geometric_terms([teacher, *students], graph)
                 target = (teacher(graph, geo_teacher) - mean) / std
-                anomaly = _point_anomaly(students, graph, target, self.smoothing, geo_students)
+                anomaly = _point_anomaly(students, graph, target, geo_students)
                 anomaly = anomaly.cpu().numpy().astype(np.float64)
                 if self.error_reference_ is not None:
                     anomaly = self.error_reference_.normalize(self._normalization_keys(sampled, target), anomaly)
+                anomaly = smooth_over_neighbors(anomaly, idx.cpu().numpy(), self.smoothing)
                 if sampled.shape[0] != cloud.shape[0]:
                     from scipy.spatial import cKDTree
 
@@ -501,14 +503,11 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         return np.array([s.min() for s in self.score_samples(X)])
 
 
-def _point_anomaly(students, graph, target, smoothing, geometric=None):
-    """RMS over students of the regression error (6), optionally averaged over neighbourhoods."""
+def _point_anomaly(students, graph, target, geometric=None):
+    """RMS over students of the regression error (6)."""
     geometric = geometric or [None] * len(students)
     squared = sum((student(graph, geo) - target).pow(2).sum(1) for student, geo in zip(students, geometric))
-    anomaly = (squared / len(students)).sqrt()
-    for _ in range(smoothing):
-        anomaly = (anomaly + graph.k * graph.neighbor_mean(anomaly[:, None])[:, 0]) / (graph.k + 1)
-    return anomaly
+    return (squared / len(students)).sqrt()
 
 
 def _random_teacher(d, k, n_blocks, seed):

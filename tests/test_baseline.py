@@ -63,3 +63,28 @@ def test_y_filters_training_clouds():
     y = [np.zeros(100, int), np.ones(100, int)]
     det = FPFHMemoryBankDetector(k_normals=8, k_features=8).fit(clouds, y)
     assert det.memory_bank_.shape[0] == 100
+
+
+def test_smoothing_averages_nearest_bank_distances_and_keeps_the_offset_calibrated():
+    rng = np.random.default_rng(3)
+    clouds = [rng.normal(size=(300, 3)).astype(np.float32) for _ in range(3)]
+    test = rng.normal(size=(250, 3)).astype(np.float32)  # the detector works in float32
+    params = dict(k_normals=8, k_features=8, contamination=0.1)
+    raw = FPFHMemoryBankDetector(**params).fit(clouds)
+    smooth = FPFHMemoryBankDetector(**params, smoothing=1).fit(clouds)
+    # by hand: the nearest bank distance of every point, by brute force, then averaged
+    features = fpfh_features(test, k_normals=8, k_features=8)
+    nearest = np.sqrt(((features[:, None, :] - raw.memory_bank_[None]) ** 2).sum(-1)).min(1)
+    np.testing.assert_allclose(-raw.score_samples([test])[0], nearest, rtol=1e-5)
+    order = np.argsort(((test[:, None] - test[None]) ** 2).sum(-1), axis=1, kind="stable")[:, :9]
+    np.testing.assert_allclose(-smooth.score_samples([test])[0], nearest[order].mean(1), rtol=1e-5)
+    # the offset is the 10 % quantile of minus the smoothed leave-one-out distances
+    bank = smooth.memory_bank_.astype(np.float64)
+    leave_one_out, start = [], 0
+    for cloud in clouds:
+        distances = np.sqrt(((bank[start:start + 300, None] - bank[None]) ** 2).sum(-1))
+        distances[np.arange(300), start + np.arange(300)] = np.inf  # not itself
+        order = np.argsort(((cloud[:, None] - cloud[None]) ** 2).sum(-1), axis=1, kind="stable")[:, :9]
+        leave_one_out.append(distances.min(1)[order].mean(1))
+        start += 300
+    assert smooth.offset_ == pytest.approx(np.quantile(-np.concatenate(leave_one_out), 0.1), rel=1e-5)

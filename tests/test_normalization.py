@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.spatial import cKDTree
 
 from skst3d import StudentTeacherDetector
 from skst3d._normalization import LocalErrorReference, nearest_reference
@@ -80,16 +81,16 @@ def test_error_where_training_errors_were_high_is_scaled_down():
 
 
 def _raw_errors(det, clouds):
-    raw = copy.deepcopy(det)
+    raw = copy.deepcopy(det).set_params(smoothing=0)
     raw.error_reference_ = None
     return [-s for s in raw.score_samples(clouds)]
 
 
-@pytest.mark.parametrize("normalization", ["location", "descriptor"])
-def test_detector_scores_are_local_z_scores_of_its_errors(normalization):
+@pytest.mark.parametrize("normalization, smoothing", [("location", 0), ("descriptor", 0), ("location", 2)])
+def test_detector_scores_are_local_z_scores_of_its_errors(normalization, smoothing):
     train = wavy_clouds(4)
     det = StudentTeacherDetector(
-        "random", **dict(SMALL, score_normalization=normalization), n_normalization_neighbors=10,
+        "random", **dict(SMALL, score_normalization=normalization, smoothing=smoothing), n_normalization_neighbors=10,
         validation_fraction=0.0, random_state=0,
     ).fit(train)
     reference = det.error_reference_
@@ -105,6 +106,10 @@ def test_detector_scores_are_local_z_scores_of_its_errors(normalization):
         # the query's key: its position, or its standardised teacher descriptor computed by hand
         queries = cloud if normalization == "location" else _by_hand(det, cloud)[0]
         want = _brute_force_z(reference.keys.astype(np.float64), reference.errors, queries, error, 10)
+        # smoothing averages the z-scores (not the raw errors) over each point and its k neighbours
+        neighbours = cKDTree(cloud).query(cloud, SMALL["k"] + 1)[1][:, 1:]
+        for _ in range(smoothing):
+            want = np.c_[want, want[neighbours]].mean(1)
         np.testing.assert_allclose(-score, want, rtol=1e-4, atol=1e-4)
 
 
