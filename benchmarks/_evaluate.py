@@ -17,7 +17,7 @@ def per_part(data, part_types=None):
         yield part, train, [c for c, _ in test], [l for _, l in test]
 
 
-def evaluation_arguments(parser, epochs, points, section, quick):
+def evaluation_arguments(parser, epochs, points, section, quick, n_test=8):
     """Add the options bench_quality.py and bench_ablations.py share; returns a parse function.
 
     ``quick`` = (epochs, n_train, n_test, points) of ``--quick``. The parse function also applies
@@ -28,7 +28,7 @@ def evaluation_arguments(parser, epochs, points, section, quick):
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--n-train", type=int, default=12)
-    parser.add_argument("--n-test", type=int, default=8)
+    parser.add_argument("--n-test", type=int, default=n_test)
     parser.add_argument("--points", type=int, default=points)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--section", default=section)
