@@ -82,11 +82,12 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         root-mean-square regression error over the students, which equals the error of the
         ensemble mean plus the predictive variance (as in the 2D student-teacher method) and
         reduces to equation (6) for one student.
-    smoothing : int, default=0
+    smoothing : int, default=1
         Passes of neighbourhood averaging applied to the final point anomalies, after
         ``score_normalization`` (each pass replaces a point's anomaly by the mean over itself
         and its k neighbours), the 3D counterpart of the Gaussian blur 2D methods apply to
-        anomaly maps. 0 keeps every point's own score.
+        anomaly maps. One pass raised mean AU-PRO@0.3 on the benchmark parts by 0.03-0.06
+        (see the user guide); 0 keeps every point's own score, as the paper does.
     score_normalization : {"none", "location", "descriptor"}, default="descriptor"
         Turns a point's regression error into a local z-score: minus the mean, divided by the
         standard deviation, of the errors of the ``n_normalization_neighbors`` training
@@ -174,7 +175,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
     (200,)
     >>> sorted(set(np.concatenate(det.predict(clouds)).tolist()))
     [-1, 1]
-    >>> raw = det.set_params(score_normalization="none").fit(clouds)  # the paper's score
+    >>> raw = det.set_params(score_normalization="none", smoothing=0).fit(clouds)  # the paper's score
     >>> bool((raw.score_samples(clouds[:1])[0] <= 0).all())  # minus a distance
     True
     """
@@ -212,7 +213,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         n_blocks=None,
         n_epochs=100,
         n_students=1,
-        smoothing=0,
+        smoothing=1,
         score_normalization="descriptor",
         n_normalization_neighbors=48,
         learning_rate=1e-2,
