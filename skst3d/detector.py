@@ -86,7 +86,7 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
         Passes of neighbourhood averaging applied to the final point anomalies, after
         ``score_normalization`` (each pass replaces a point's anomaly by the mean over itself
         and its k neighbours), the 3D counterpart of the Gaussian blur 2D methods apply to
-        anomaly maps. One pass raised mean AU-PRO@0.3 on the benchmark parts by 0.03-0.06
+        anomaly maps. One pass raised mean AU-PRO@0.3 on the benchmark parts by 0.03-0.08
         (see the user guide); 0 keeps every point's own score, as the paper does.
     score_normalization : {"none", "location", "descriptor"}, default="descriptor"
         Turns a point's regression error into a local z-score: minus the mean, divided by the
