@@ -13,12 +13,13 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy.spatial import cKDTree
-from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._normalization import smooth_over_neighbors
+from ._outlier import PointOutlierMixin
 from ._validation import anomaly_free_clouds, check_point_clouds
 
 
@@ -102,7 +103,7 @@ def fpfh_features(points, k_normals=16, k_features=32, n_bins=11, view_direction
     return fpfh.astype(np.float32)
 
 
-class FPFHMemoryBankDetector(OutlierMixin, BaseEstimator):
+class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
     """Classical point-wise anomaly detector: FPFH descriptors and a nearest-neighbour memory bank.
 
     Parameters
@@ -208,16 +209,6 @@ class FPFHMemoryBankDetector(OutlierMixin, BaseEstimator):
             return anomaly
         neighbours = cKDTree(cloud).query(cloud, self.k_features + 1)[1][:, 1:]
         return smooth_over_neighbors(anomaly, neighbours, self.smoothing)
-
-    def decision_function(self, X):
-        return [s - self.offset_ for s in self.score_samples(X)]
-
-    def predict(self, X):
-        return [np.where(s >= 0, 1, -1) for s in self.decision_function(X)]
-
-    def score_clouds(self, X):
-        """Lowest point score of each cloud (minus it is the cloud's anomaly score)."""
-        return np.array([s.min() for s in self.score_samples(X)])
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -6,13 +6,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_memory
 
 from ._graph import NeighborGraph
 from ._normalization import LocalErrorReference, smooth_over_neighbors
+from ._outlier import PointOutlierMixin
 from ._training import (
     TorchStateMixin,
     inference_inputs,
@@ -38,7 +39,7 @@ _FALLBACK_TEACHER_EPOCHS = 20
 _DESCRIPTOR_REFERENCE_SIZE = 16384
 
 
-class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
+class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     """Point-wise anomaly detection in 3D point clouds with 3D Student-Teacher (3D-ST).
 
     A student network (same architecture as the teacher, random initialisation) learns to
@@ -482,26 +483,6 @@ class StudentTeacherDetector(TorchStateMixin, OutlierMixin, BaseEstimator):
                     anomaly = anomaly[cKDTree(sampled).query(cloud, workers=-1)[1]]
                 scores.append(-anomaly)
         return scores
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_`` per cloud: negative values are flagged anomalous."""
-        return [s - self.offset_ for s in self.score_samples(X)]
-
-    def predict(self, X):
-        """Per point +1 (normal) or -1 (anomalous), one int array per cloud."""
-        return [np.where(s >= 0, 1, -1) for s in self.decision_function(X)]
-
-    def score_clouds(self, X):
-        """Cloud-level normality for detection (as in I-AUROC): the lowest point score.
-
-        Minus this is the maximum point anomaly of each cloud, the usual cloud-level anomaly
-        score; higher means more normal.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_clouds,)
-        """
-        return np.array([s.min() for s in self.score_samples(X)])
 
 
 def _point_anomaly(students, graph, target, geometric=None):

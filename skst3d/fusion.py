@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import OutlierMixin, clone
+from sklearn.base import clone
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
+from ._outlier import PointOutlierMixin
 
-class ScoreFusion(OutlierMixin, _BaseComposition):
+
+class ScoreFusion(PointOutlierMixin, _BaseComposition):
     """Point-wise outlier detector whose score is the mean of its members' scores.
 
     Each member is fitted on the same clouds; :meth:`score_samples` averages their
@@ -90,18 +92,6 @@ class ScoreFusion(OutlierMixin, _BaseComposition):
         check_is_fitted(self)
         per_member = [member.score_samples(X) for member in self.estimators_]
         return [np.mean(scores, axis=0) for scores in zip(*per_member)]
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_`` per cloud: negative values are flagged anomalous."""
-        return [s - self.offset_ for s in self.score_samples(X)]
-
-    def predict(self, X):
-        """Per point +1 (normal) or -1 (anomalous), one int array per cloud."""
-        return [np.where(s >= 0, 1, -1) for s in self.decision_function(X)]
-
-    def score_clouds(self, X):
-        """Lowest fused point score of each cloud (minus it is the cloud's anomaly score)."""
-        return np.array([s.min() for s in self.score_samples(X)])
 
 
 def _offset(member):
