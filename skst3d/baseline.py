@@ -82,6 +82,11 @@ def fpfh_features(points, k_normals=16, k_features=32, n_bins=11, view_direction
     >>> f.shape
     (200, 15)
     """
+    return _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction)[0]
+
+
+def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction):
+    """:func:`fpfh_features` and the (n, k_features) kNN indices it used (self excluded)."""
     points = np.asarray(points, dtype=np.float64)
     view = np.asarray(view_direction, dtype=np.float64)
     tree = cKDTree(points)
@@ -100,7 +105,7 @@ def fpfh_features(points, k_normals=16, k_features=32, n_bins=11, view_direction
     weights = 1.0 / np.maximum(dist, 1e-12)
     weights /= weights.sum(axis=1, keepdims=True)
     fpfh = spfh + np.einsum("nk,nkf->nf", weights, spfh[idx])
-    return fpfh.astype(np.float32)
+    return fpfh.astype(np.float32), idx
 
 
 class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
@@ -168,14 +173,15 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         self.random_state = random_state
 
     def _features(self, cloud):
-        return fpfh_features(cloud, self.k_normals, self.k_features, self.n_bins, self.view_direction)
+        """FPFH of every point and each point's k_features neighbours (for smoothing)."""
+        return _fpfh_and_neighbours(cloud, self.k_normals, self.k_features, self.n_bins, self.view_direction)
 
     def fit(self, X, y=None):
         """Store the descriptors of all training points (clouds with anomalies in y are left out)."""
         self._validate_params()
         clouds = check_point_clouds(X, min_points=max(self.k_normals, self.k_features) + 1)
         clouds = anomaly_free_clouds(clouds, y)
-        features = [self._features(c) for c in clouds]
+        features, neighbours = zip(*(self._features(c) for c in clouds))
         bank = np.concatenate(features)
         rng = check_random_state(self.random_state)
         if self.memory_size is not None and bank.shape[0] > self.memory_size:
@@ -184,10 +190,10 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         # Leave-one-out distances of the training points set the threshold: a point's own
         # descriptor, when it is in the bank, is its nearest one at distance 0.
         own = []
-        for cloud, feature in zip(clouds, features):
+        for feature, neighbour in zip(features, neighbours):
             distance = tree.query(feature, 2)[0]
             distance = np.where(distance[:, 0] > 0, distance[:, 0], distance[:, 1])
-            own.append(self._smooth(cloud, distance))
+            own.append(smooth_over_neighbors(distance, neighbour, self.smoothing))
         own = np.concatenate(own)
         self.memory_bank_ = bank
         self._tree = tree
@@ -201,14 +207,12 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         clouds = check_point_clouds(X, min_points=max(self.k_normals, self.k_features) + 1)
         if getattr(self, "_tree", None) is None:
             self._tree = cKDTree(self.memory_bank_)
-        return [-self._smooth(c, self._tree.query(self._features(c), 1, workers=-1)[0]) for c in clouds]
-
-    def _smooth(self, cloud, anomaly):
-        anomaly = anomaly.astype(np.float64)
-        if self.smoothing == 0:
-            return anomaly
-        neighbours = cKDTree(cloud).query(cloud, self.k_features + 1)[1][:, 1:]
-        return smooth_over_neighbors(anomaly, neighbours, self.smoothing)
+        scores = []
+        for cloud in clouds:
+            feature, neighbours = self._features(cloud)
+            nearest = self._tree.query(feature, 1, workers=-1)[0]
+            scores.append(-smooth_over_neighbors(nearest, neighbours, self.smoothing))
+        return scores
 
     def __getstate__(self):
         state = super().__getstate__()
