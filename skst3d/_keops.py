@@ -9,7 +9,8 @@ seconds on a cold cache. To keep that cost low, skst3d uses only two formulas, e
 specialised once per dtype and device:
 
 * ``knn``: the ``K`` smallest squared distances from each point to a point set
-  (``Kmin_argKmin``), used by :func:`skst3d.geometry.knn_graph`;
+  (``Kmin_argKmin``), used by :func:`skst3d.geometry.knn_graph`; large clouds go through it
+  block-sparse, each grid cell of points compared with its neighbouring cells only;
 * ``nearest``: the index of the nearest point (``argmin`` of the squared distance), used
   in both directions of :func:`skst3d.geometry.chamfer_distance`. Batches of point sets
   of different sizes go through the same formula with block-diagonal ``ranges``.
@@ -110,8 +111,9 @@ def _import_pykeops():
             # quiet unless the user asked for them.
             os.environ.setdefault("KEOPS_VERBOSE", "0")
             os.environ.setdefault("PYKEOPS_VERBOSE", "0")
-            # KeOps reads KEOPS_CACHE_FOLDER at import and creates folders there; point it
-            # at our versioned root for the import only, so ~/.cache/keops<version> stays untouched.
+            # KeOps reads KEOPS_CACHE_FOLDER at import and creates folders there. Point it at
+            # our root for the import only and restore the caller's value afterwards, so
+            # child processes (loky, dask workers) see exactly what the user set.
             previous = os.environ.get("KEOPS_CACHE_FOLDER")
             os.environ["KEOPS_CACHE_FOLDER"] = _versioned_root()
             try:
@@ -119,6 +121,8 @@ def _import_pykeops():
             finally:
                 if previous is None:
                     del os.environ["KEOPS_CACHE_FOLDER"]
+                else:
+                    os.environ["KEOPS_CACHE_FOLDER"] = previous
         import pykeops
 
         # Explicit and exact, whatever KeOps' defaults are or whoever imported it first.
@@ -164,41 +168,79 @@ def _sqdist(x, y):
     return ((x_i - y_j) ** 2).sum(-1)
 
 
-def knn(points, k):
-    """K smallest squared distances from every point to the whole set, with indices.
+def knn(queries, points, k, ranges=None):
+    """K smallest squared distances from every query to a point set, with indices.
 
     Parameters
     ----------
+    queries : torch.Tensor of shape (m, 3)
     points : torch.Tensor of shape (n, 3)
-        Float32 or float64, CPU or CUDA.
+        Same dtype (float32 or float64) and device (CPU or CUDA) as ``queries``.
     k : int
-        Number of neighbours to return (the query point itself is among them).
+        Number of neighbours to return (a query that is also a point finds itself).
+    ranges : tuple of 6 int32 tensors, optional
+        KeOps block-sparse ``ranges`` (see :func:`grid_ranges`): each cluster of queries is
+        only compared with the point clusters listed for it. Queries that are listed with
+        fewer than ``k`` points get ``inf`` distances in the missing slots. Without ranges
+        every query sees every point.
 
     Returns
     -------
-    dist2 : torch.Tensor of shape (n, k)
+    dist2 : torch.Tensor of shape (m, k)
         Squared distances, ascending.
-    idx : torch.LongTensor of shape (n, k)
+    idx : torch.LongTensor of shape (m, k)
 
     Examples
     --------
     >>> import torch
     >>> from skst3d._keops import knn
-    >>> dist2, idx = knn(torch.tensor([[0.0, 0, 0], [1, 0, 0], [3, 0, 0]]), 2)  # doctest: +SKIP
+    >>> x = torch.tensor([[0.0, 0, 0], [1, 0, 0], [3, 0, 0]])
+    >>> dist2, idx = knn(x, x, 2)  # doctest: +SKIP
     >>> idx  # doctest: +SKIP
     tensor([[0, 1],
             [1, 0],
             [2, 1]])
     """
+    queries = queries.contiguous()
     points = points.contiguous()
+    if ranges is None:
+        # KeOps compiles separate binaries with and without ranges; always passing ranges
+        # (one block here) keeps it to one formula.
+        ranges = _block_ranges(
+            torch.tensor([0, len(queries)], device=queries.device),
+            torch.tensor([0, len(points)], device=queries.device),
+        )
 
     def run():
-        D_ij = _sqdist(points, points)
-        return D_ij.Kmin_argKmin(K=int(k), dim=1)
+        D_ij = _sqdist(queries, points)
+        return D_ij.Kmin_argKmin(K=int(k), dim=1, ranges=ranges)
 
     key = ("knn", f"K={int(k)}", str(points.dtype).replace("torch.", ""), points.device.type)
     dist2, idx = _run_logged(key, run)
     return dist2, idx.long()
+
+
+def grid_ranges(cell_starts, neighbor_cells):
+    """Block-sparse KeOps ``ranges`` in which cluster c of a sorted point set sees its neighbours.
+
+    Parameters
+    ----------
+    cell_starts : torch.LongTensor of shape (C + 1,)
+        Cluster c holds rows ``cell_starts[c]:cell_starts[c + 1]`` (points sorted by cluster).
+    neighbor_cells : torch.BoolTensor of shape (C, C) or tuple (rows, cols)
+        The (symmetric) cluster pairs to compare, as index pairs sorted by row.
+
+    Returns
+    -------
+    ranges : tuple of 6 int32 tensors
+        For reductions over j and, the relation being symmetric, over i alike.
+    """
+    rows, cols = neighbor_cells
+    ranges_c = torch.stack([cell_starts[:-1], cell_starts[1:]], dim=1).int().contiguous()
+    counts = torch.bincount(rows, minlength=len(ranges_c))
+    slices = counts.cumsum(0).int().contiguous()
+    redranges = ranges_c[cols].contiguous()
+    return ranges_c, slices, redranges, ranges_c, slices, redranges
 
 
 def _block_ranges(offsets_i, offsets_j):

@@ -113,7 +113,7 @@ def _knn_with_self(points, n_neighbors, backend):
             torch.from_numpy(idx.astype(np.int64, copy=False)).to(points.device),
         )
     if backend == "keops":
-        dist2, idx = _keops.knn(points, n_neighbors)
+        dist2, idx = _keops_knn(points, n_neighbors)
         return dist2.clamp_min(0).sqrt(), idx
     # torch: exact cdist, row chunks of bounded memory
     n = points.shape[0]
@@ -125,6 +125,72 @@ def _knn_with_self(points, n_neighbors, backend):
         dists.append(d)
         idxs.append(i)
     return torch.cat(dists), torch.cat(idxs)
+
+
+# Below this many points KeOps compares every pair; above, grid cells and their neighbours.
+_GRID_MIN_POINTS = 8192
+# Queries whose k-th neighbour distance sets the grid cell: 1.25 times its 99th percentile,
+# so that few points (those at sparse spots) need the all-points search again.
+_GRID_PROBES = 1024
+_GRID_QUANTILE = 0.99
+_GRID_MARGIN = 1.25
+# More cells than this (a few far outliers stretch the grid) and the grid is not worth it.
+_GRID_MAX_CELLS = 1 << 40
+
+
+def _keops_knn(points, n_neighbors):
+    """Exact kNN with KeOps; block-sparse over a grid for large clouds.
+
+    Points are sorted by grid cell and each cell is compared with its 27 neighbouring cells.
+    With a cell as wide as the k-th neighbour distance of most points, this is exact for every
+    point whose k-th neighbour lies within one cell width (any point outside the neighbouring
+    cells is farther than that); the few other points are searched again against all points.
+    """
+    n = points.shape[0]
+    if n < _GRID_MIN_POINTS:
+        return _keops.knn(points, points, n_neighbors)
+    probes = torch.linspace(0, n - 1, min(n, _GRID_PROBES), device=points.device).long()
+    probe_dist2, _ = _keops.knn(points[probes], points, n_neighbors)
+    cell = _GRID_MARGIN * float(torch.quantile(probe_dist2[:, -1].double(), _GRID_QUANTILE).sqrt())
+    grid = _grid_cells(points, cell) if cell > 0 else None
+    if grid is None:
+        return _keops.knn(points, points, n_neighbors)
+    order, ranges = grid
+    ordered = points[order]
+    dist2, idx = _keops.knn(ordered, ordered, n_neighbors, ranges)
+    # Exact where the k-th neighbour is within one cell (float32 cell indices: keep a margin).
+    uncertain = ~(dist2[:, -1] <= (cell * (1 - 1e-4)) ** 2)
+    if bool(uncertain.any()):
+        redo = torch.nonzero(uncertain)[:, 0]
+        dist2[redo], idx[redo] = _keops.knn(ordered[redo], ordered, n_neighbors)
+    out_dist2 = torch.empty_like(dist2)
+    out_idx = torch.empty_like(idx)
+    out_dist2[order] = dist2
+    out_idx[order] = order[idx]
+    return out_dist2, out_idx
+
+
+def _grid_cells(points, cell):
+    """(order, KeOps ranges) sorting points by grid cell, each cell seeing its 27 neighbours.
+
+    None when the grid would have too many cells to index.
+    """
+    device = points.device
+    low = points.min(dim=0).values
+    ijk = ((points - low) / cell).floor().long() + 1  # a ring of empty cells around
+    dims = ijk.max(dim=0).values + 2
+    if float(dims.double().prod()) > _GRID_MAX_CELLS:
+        return None
+    linear = (ijk[:, 0] * dims[1] + ijk[:, 1]) * dims[2] + ijk[:, 2]
+    linear, order = torch.sort(linear, stable=True)
+    cells, counts = torch.unique_consecutive(linear, return_counts=True)
+    starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    steps = torch.arange(-1, 2, device=device)
+    offsets = ((steps[:, None, None] * dims[1] + steps[None, :, None]) * dims[2] + steps[None, None, :]).reshape(-1)
+    wanted = cells[:, None] + offsets[None, :]  # sorted along each row, as offsets are
+    where = torch.searchsorted(cells, wanted).clamp_max(len(cells) - 1)
+    rows, cols = torch.nonzero(cells[where] == wanted, as_tuple=True)
+    return order, _keops.grid_ranges(starts, (rows, where[rows, cols]))
 
 
 def knn_graph(points, k, backend="auto"):
