@@ -48,7 +48,10 @@ def main(argv=None):
     parser.add_argument("--output", default=None, help="weights file (default: skst3d/weights/teacher_d{d}_k{k}.pt)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="torch device (auto: CUDA when available)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes building the scenes (each scene then has its own seed)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,10 +59,7 @@ def main(argv=None):
     mesh_dir = args.meshes if os.path.isdir(args.meshes) else None
     start = time.perf_counter()
 
-    scenes = make_pretraining_scenes(
-        args.scenes + args.validation_scenes, n_points=args.points, mesh_dir=mesh_dir,
-        noise=args.noise, random_state=args.seed,
-    )
+    scenes = _scenes(args.scenes + args.validation_scenes, args.points, mesh_dir, args.noise, args.seed, args.jobs)
     train, validation = scenes[: args.scenes], scenes[args.scenes :]
     print(f"{len(scenes)} scenes of {args.points} points ({'meshes + ' if mesh_dir else ''}procedural) "
           f"in {time.perf_counter() - start:.0f} s", flush=True)
@@ -67,7 +67,7 @@ def main(argv=None):
     params = dict(
         d=args.d, k=args.k, n_blocks=args.n_blocks, n_epochs=args.chunk_epochs, validation_fraction=0.0,
         max_receptive_field=args.max_receptive_field, absolute_coordinates=args.absolute_coordinates,
-        random_state=args.seed, verbose=1,
+        random_state=args.seed, device=args.device, verbose=1,
     )
     last = output + ".last.pt"  # the latest chunk, for --resume; `output` keeps the best one
     earlier_minutes, commands = 0.0, []
@@ -79,7 +79,7 @@ def main(argv=None):
         print(f"resuming from {last} ({len(teacher.loss_curve_)} epochs, {earlier_minutes:.0f} min)", flush=True)
     else:
         teacher = TeacherPretrainer(**params)
-    untrained = TeacherPretrainer(**dict(params, n_epochs=1, learning_rate=1e-12)).fit(train[:1])
+    untrained = TeacherPretrainer(**dict(params, n_epochs=1, learning_rate=1e-12, warm_start=False)).fit(train[:1])
     untrained.scale_ = None  # set below to the trained teacher's scale
 
     # the best validation Chamfer so far: a resumed run keeps the saved teacher unless it beats it
@@ -114,6 +114,20 @@ def main(argv=None):
         if elapsed + per_chunk > args.minutes:
             break
     print(f"saved {output}", flush=True)
+
+
+def _scenes(n_scenes, n_points, mesh_dir, noise, seed, jobs):
+    """The pretraining scenes: one call with ``seed``, or with ``jobs > 1`` one seed per scene."""
+    if jobs <= 1:
+        return make_pretraining_scenes(n_scenes, n_points=n_points, mesh_dir=mesh_dir, noise=noise, random_state=seed)
+    from joblib import Parallel, delayed
+
+    def one(i):
+        torch.set_num_threads(1)
+        return make_pretraining_scenes(1, n_points=n_points, mesh_dir=mesh_dir, noise=noise,
+                                       random_state=np.random.default_rng([seed, i]))[0]
+
+    return Parallel(n_jobs=jobs)(delayed(one)(i) for i in range(n_scenes))
 
 
 if __name__ == "__main__":
