@@ -1,18 +1,23 @@
-"""The kNN graph as the descriptor network consumes it (pure torch, no KeOps, no I/O).
+"""The kNN graph as the descriptor network consumes it, and the one path from clouds to graphs.
 
 A :class:`NeighborGraph` holds, for one point cloud, what every LFA block of every network
 needs and what depends only on geometry: the local geometric features
 ``G(p, p_j) = (p - p_j) ⊕ ‖p - p_j‖`` of equation (1), and the row-normalised adjacency
 used for the neighbour-feature mean, as CSR matrices (the mean of a concatenation is the
 concatenation of the means, so the neighbour half of an LFA is a sparse product).
-It is built once per cloud and shared by teacher and student.
+It is built once per cloud and shared by teacher and students.
+
+:func:`prepare_clouds` is the only way estimators turn validated clouds into graphs:
+optional farthest point sampling -> remove the cloud's own float64 centroid -> float32 on the
+device -> kNN graph -> divide by s (equation 4) -> :class:`PreparedCloud`.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -160,3 +165,99 @@ class _NeighborMean(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         return ctx.mean_matrix_t @ grad_output.contiguous(), None, None
+
+
+# Above this many bytes of graphs in memory, graphs are rebuilt when used instead of kept.
+GRAPH_CACHE_BYTES = 2 << 30
+
+
+@dataclass
+class PreparedCloud:
+    """One cloud ready for the networks: centred, in units of s, with its kNN graph.
+
+    Attributes
+    ----------
+    points : Tensor of shape (m, 3), float32
+        The (sampled) points minus their centroid, divided by the scale s, on the device.
+    knn_indices : Tensor of shape (m, k), int64
+        Neighbours of every point (itself excluded), on the device.
+    sample : ndarray of shape (m,) or None
+        Rows of the input cloud that were kept by farthest point sampling; None when all were.
+    origin : ndarray of shape (3,), float64
+        What was subtracted from the input coordinates before dividing by s.
+    """
+
+    points: torch.Tensor
+    knn_indices: torch.Tensor
+    sample: np.ndarray | None = None
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    keep_graph: bool = True
+    _graph: NeighborGraph | None = field(default=None, repr=False)
+
+    def graph(self) -> NeighborGraph:
+        """The :class:`NeighborGraph`, built on first use (and kept when ``keep_graph``)."""
+        if self._graph is not None:
+            return self._graph
+        graph = NeighborGraph.from_knn(self.points, self.knn_indices)
+        if self.keep_graph:
+            self._graph = graph
+        return graph
+
+
+def sample_rows(cloud: np.ndarray, n_points, seed) -> np.ndarray | None:
+    """Rows kept by farthest point sampling down to ``n_points`` (None: keep every row)."""
+    if n_points is None or cloud.shape[0] <= n_points:
+        return None
+    from .geometry import farthest_point_sampling
+
+    return farthest_point_sampling(torch.from_numpy(cloud), n_points, random_state=seed).numpy()
+
+
+def prepare_clouds(clouds, k, *, device, backend="auto", scale=None, n_points=None, seed=0):
+    """Validated clouds -> (list of :class:`PreparedCloud`, scale s).
+
+    Each cloud's centroid is removed in float64 before anything is cast to float32, so that
+    scans far from the origin keep their resolution and a translated cloud gives the same
+    float32 network input bit for bit (the networks are translation invariant anyway). The
+    scale s of equation (4) is the mean kNN distance over all (sampled) points of ``clouds``
+    unless given.
+
+    Parameters
+    ----------
+    clouds : list of ndarray of shape (n_i, 3), float64
+        As returned by :func:`skst3d._validation.check_point_clouds`.
+    k : int
+    device : torch.device
+    backend : str
+        kNN backend, see :func:`skst3d.geometry.knn_graph`.
+    scale : float, optional
+        Divide by this (a fitted ``scale_``) instead of computing s from ``clouds``.
+    n_points : int, optional
+        Farthest point sampling down to this many points per cloud.
+    seed : int
+        Picks the first point of the farthest point sampling.
+    """
+    from .geometry import knn_graph, scale_from_knn_distances
+
+    points, indices, distances, samples, origins = [], [], [], [], []
+    for cloud in clouds:
+        sample = sample_rows(cloud, n_points, seed)
+        kept = cloud if sample is None else cloud[sample]
+        origin = np.zeros(3)
+        centred = torch.as_tensor(kept - origin, dtype=torch.float32, device=device)
+        idx, dist = knn_graph(centred, k, backend=backend)
+        points.append(centred)
+        indices.append(idx)
+        distances.append(dist)
+        samples.append(sample)
+        origins.append(origin)
+    if scale is None:
+        scale = scale_from_knn_distances(distances)
+    del distances
+    # NeighborGraph: edge features (k * 4) plus two CSR matrices (k * (8 + 8 + 4)) per point.
+    keep = sum(p.shape[0] for p in points) * k * 40 < GRAPH_CACHE_BYTES
+    prepared = [
+        PreparedCloud(p / scale, idx, sample, origin, keep)
+        for p, idx, sample, origin in zip(points, indices, samples, origins)
+    ]
+    return prepared, float(scale)

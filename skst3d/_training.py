@@ -1,4 +1,4 @@
-"""Plumbing shared by the estimators: devices, seeding, the epoch loop, progress, pickling."""
+"""Plumbing shared by the estimators: devices, seeding, the epoch loops, progress, pickling."""
 
 from __future__ import annotations
 
@@ -147,26 +147,6 @@ class TorchStateMixin:
         super().__setstate__(state)
 
 
-def knn_of_clouds(clouds, k: int, device: torch.device, backend: str):
-    """Move clouds to ``device`` and compute each one's kNN graph once.
-
-    Returns (points, indices, sum_of_distances, n_points): the tensors per cloud and the sums
-    that give the scale of equation (4), s = sum of kNN distances / (k * number of points).
-    """
-    from .geometry import knn_graph
-
-    points, indices = [], []
-    total, count = 0.0, 0
-    for cloud in clouds:
-        tensor = torch.as_tensor(cloud, dtype=torch.float32, device=device)
-        idx, dist = knn_graph(tensor, k, backend=backend)
-        points.append(tensor)
-        indices.append(idx)
-        total += float(dist.sum(dtype=torch.float64))
-        count += dist.numel()
-    return points, indices, total, count
-
-
 def inference_inputs(estimator, X):
     """What every inference method starts with: fitted check, validated clouds, the device."""
     from sklearn.utils.validation import check_is_fitted
@@ -177,11 +157,44 @@ def inference_inputs(estimator, X):
     return check_point_clouds(X, min_points=estimator.k + 1), resolve_device(estimator.device)
 
 
-def scale_from_sums(total: float, count: int) -> float:
-    scale = total / max(count, 1)
-    if not scale > 0:
-        raise ValueError(
-            "the mean kNN distance of the training clouds is 0: every point coincides with its "
-            "neighbours, so the data cannot be normalised (equation 4)"
-        )
-    return scale
+def fit_students(model, prepared, targets, train_idx, val_idx, params, rng):
+    """Train ``model``'s students by equation (5); returns :func:`train_best_epoch`'s curves.
+
+    One Adam step per training cloud and epoch, over all students at once (their losses add
+    up, their gradients never mix). With ``params.rotation_augmentation``, each step turns the
+    cloud by a fresh random rotation and recomputes the teacher's targets for it (standardised
+    with the statistics of the unrotated training clouds); validation clouds are never turned.
+    """
+    from .geometry import random_rotation
+
+    optimizer = torch.optim.Adam(model.students.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    schedule = None
+    if params.learning_rate_schedule == "cosine":
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params.n_epochs)
+    n_students = len(model.students)
+
+    def run_epoch(epoch):
+        total_loss = 0.0
+        for i in rng.permutation(train_idx):
+            graph, target = prepared[i].graph(), targets[i]
+            if params.rotation_augmentation > 0:
+                graph = graph.rotated(torch.as_tensor(random_rotation(params.rotation_augmentation, rng)))
+                with torch.no_grad():
+                    target = model.targets(graph)
+            loss = model.regression_loss(graph, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach())
+        if schedule is not None:
+            schedule.step()
+        return total_loss / (len(train_idx) * n_students)
+
+    def validate():
+        if len(val_idx) == 0:
+            return None
+        losses = [float(model.regression_loss(prepared[i].graph(), targets[i])) for i in val_idx]
+        return float(np.mean(losses)) / n_students
+
+    modules = {f"student{j}": student for j, student in enumerate(model.students)}
+    return train_best_epoch(modules, optimizer, params.n_epochs, run_epoch, validate, params.verbose, "student")

@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._normalization import smooth_over_neighbors
+from ._scoring import smooth_over_neighbors
 from ._outlier import PointOutlierMixin
 from ._validation import anomaly_free_clouds, check_point_clouds
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -11,30 +12,26 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_memory
 
-from ._graph import NeighborGraph
-from ._normalization import LocalErrorReference, smooth_over_neighbors
+from . import weights
+from ._graph import prepare_clouds
+from ._model import StudentTeacherModel
 from ._outlier import PointOutlierMixin
+from ._scoring import LocalErrorReference, finish_anomalies
 from ._training import (
     TorchStateMixin,
+    fit_students,
     inference_inputs,
-    knn_of_clouds,
     resolve_device,
-    scale_from_sums,
     seed_from,
     split_validation,
     torch_seed,
-    train_best_epoch,
 )
 from ._validation import anomaly_free_clouds, check_point_clouds
-from .geometry import random_rotation
-from .nn import DescriptorNet, ReceptiveFieldDecoder, fused_geometric_terms
-from .pretrain import _KNN_BACKENDS, TeacherPretrainer, bundled_n_blocks
+from .nn import fused_geometric_terms
+from .pretrain import _KNN_BACKENDS, TeacherPretrainer
 
-# Above this many bytes of cached graphs, graphs are rebuilt each step instead of kept.
-_GRAPH_CACHE_BYTES = 2 << 30
-# Built-in pretraining when no teacher is bundled for the requested d.
+# An unfitted TeacherPretrainer given as teacher is pretrained on these built-in scenes.
 _BUILTIN_SCENES = dict(n_scenes=40, n_points=4096)
-_FALLBACK_TEACHER_EPOCHS = 20
 # Training points kept for descriptor-space normalisation (a random subset beyond this).
 _DESCRIPTOR_REFERENCE_SIZE = 16384
 
@@ -51,11 +48,13 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     Parameters
     ----------
     teacher : None, "random" or TeacherPretrainer, default=None
-        ``None``: the teacher bundled with skst3d for ``d`` (pretrained on the built-in
-        scenes if none is bundled for that ``d``); ``"random"``: an untrained teacher (the
-        paper's ablation baseline); a fitted :class:`TeacherPretrainer`: used as is (its ``d``
-        must equal ``d``); an unfitted one: cloned, given this detector's ``d`` and ``k`` and
-        fitted on the built-in scenes.
+        ``None``: the teacher bundled with skst3d for ``d`` (an error if none is bundled for
+        that ``d``: see :func:`skst3d.weights.available`); ``"random"``: an untrained teacher
+        (the paper's ablation baseline, :meth:`TeacherPretrainer.random`); a fitted
+        :class:`TeacherPretrainer`: used as is (its ``d`` must equal ``d``), never modified, and
+        kept fitted by :func:`sklearn.base.clone` (so grid searches and cross-validation do not
+        pretrain it again); an unfitted one: cloned, given this detector's ``d`` and ``k`` and
+        pretrained on the built-in scenes (cached through ``memory``).
     k : int, default=32
         Neighbours in the kNN graph of the clouds (the teacher's network does not depend on k).
     d : int, default=64
@@ -126,8 +125,8 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     knn_backend : {"auto", "keops", "kdtree", "torch"}, default="auto"
         See :func:`skst3d.geometry.knn_graph`.
     memory : str, joblib.Memory or None, default=None
-        Caches teacher pretraining (unfitted teacher or no bundled weights) so that a grid
-        search pretrains each teacher once.
+        Caches the pretraining of an unfitted ``teacher`` so that a grid search pretrains each
+        teacher once. Like every joblib cache and pickle, load only a cache folder you trust.
     random_state : int, RandomState instance or None, default=None
         Seeds the student's weights, the validation split and the training order.
     verbose : int, default=0
@@ -136,7 +135,10 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     Attributes
     ----------
     teacher_ : TeacherPretrainer
-        The fitted teacher in use.
+        The fitted teacher in use (the object passed as ``teacher`` when it was fitted).
+    model_ : torch.nn.Module
+        The model that scores: a frozen copy of the teacher's network, the students and the
+        standardisation μ, σ as buffers (``targets(graph)``, ``anomaly(graph)``).
     student_ : DescriptorNet
         The trained student (weights of the best validation epoch); the first one when
         ``n_students > 1``.
@@ -255,7 +257,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     # -- fitting ---------------------------------------------------------------------------
 
     def fit(self, X, y=None):
-        """Train the student on anomaly-free clouds.
+        """Train the students on anomaly-free clouds.
 
         Parameters
         ----------
@@ -272,175 +274,131 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         self._validate_params()
         if self.d % 4:
             raise ValueError(f"d must be a multiple of 4, got d={self.d}")
-        clouds = check_point_clouds(X, min_points=self.k + 1)
-        clouds = anomaly_free_clouds(clouds, y)
+        clouds = anomaly_free_clouds(check_point_clouds(X, min_points=self.k + 1), y)
         rng = check_random_state(self.random_state)
         device = resolve_device(self.device)
-        teacher = self._resolve_teacher(rng)
-        teacher_net = teacher.network_.to(device).eval()
-        n_blocks = teacher_net.n_blocks
-        if self.n_blocks is not None and self.n_blocks != n_blocks:
-            raise ValueError(f"n_blocks={self.n_blocks} differs from the teacher's n_blocks={n_blocks}")
-        clouds = self._reduce(clouds, seed_from(rng))
-
-        points, knn, total, count = knn_of_clouds(clouds, self.k, device, self.knn_backend)
-        scale = scale_from_sums(total, count)
-        points = [p / scale for p in points]
-        keep_graphs = sum(p.shape[0] for p in points) * self.k * 40 < _GRAPH_CACHE_BYTES
-        cache = {}
-
-        def graph(i):
-            if i in cache:
-                return cache[i]
-            g = NeighborGraph.from_knn(points[i], knn[i])
-            if keep_graphs:
-                cache[i] = g
-            return g
-
+        teacher = self._fitted_teacher(rng)
+        prepared, scale = prepare_clouds(
+            clouds, self.k, device=device, backend=self.knn_backend, n_points=self.n_points, seed=seed_from(rng)
+        )
         train_idx, val_idx = split_validation(len(clouds), self.validation_fraction, rng)
-        with torch.no_grad():
-            # Teacher descriptors are fixed during student training: computed once.
-            teacher_features = [teacher_net(graph(i)) for i in range(len(clouds))]
-        stacked = torch.cat([teacher_features[i] for i in train_idx])
-        mean = stacked.mean(0)
-        std = stacked.std(0).clamp_min(1e-6)
-        del stacked
-        targets = [(f - mean) / std for f in teacher_features]
-        del teacher_features
-
-        with torch_seed(seed_from(rng)):
-            students = [
-                DescriptorNet(teacher_net.d, n_blocks, absolute_coordinates=teacher_net.absolute_coordinates).to(device)
-                for _ in range(self.n_students)
-            ]
-        # One Adam over all students: their losses add up but their gradients never mix.
-        optimizer = torch.optim.Adam(
-            [p for student in students for p in student.parameters()],
-            lr=self.learning_rate,
-            weight_decay=self.weight_decay,
-        )
-
-        def regression_error(i, augment=False):
-            """Equation (5) per student, summed over the students."""
-            g, target = graph(i), targets[i]
-            if augment and self.rotation_augmentation > 0:
-                rotation = random_rotation(self.rotation_augmentation, rng)
-                g = g.rotated(torch.as_tensor(rotation))
-                with torch.no_grad():
-                    target = (teacher_net(g) - mean) / std
-            geometric = fused_geometric_terms(students, g)
-            return sum((student(g, geo) - target).pow(2).sum(1).mean() for student, geo in zip(students, geometric))
-
-        schedule = None
-        if self.learning_rate_schedule == "cosine":
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.n_epochs)
-
-        def run_epoch(epoch):
-            total_loss = 0.0
-            for i in rng.permutation(train_idx):
-                loss = regression_error(i, augment=True)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total_loss += float(loss.detach())
-            if schedule is not None:
-                schedule.step()
-            return total_loss / (len(train_idx) * len(students))
-
-        def validate():
-            if len(val_idx) == 0:
-                return None
-            return float(np.mean([float(regression_error(i)) for i in val_idx])) / len(students)
-
-        modules = {f"student{j}": student for j, student in enumerate(students)}
-        losses, val_losses, best_epoch, _ = train_best_epoch(
-            modules, optimizer, self.n_epochs, run_epoch, validate, self.verbose, "student"
-        )
-        held_out = val_idx if len(val_idx) else train_idx
-        # The training clouds' errors are needed only as the normalisation reference.
-        needed = {*held_out, *(train_idx if self.score_normalization != "none" else ())}
-        with torch.no_grad():
-            errors = {i: _point_anomaly(students, graph(i), targets[i]).cpu().numpy() for i in sorted(needed)}
-        reference = self._error_reference(clouds, targets, errors, train_idx, rng)
-        held_out_anomaly = np.concatenate([
-            smooth_over_neighbors(
-                errors[i] if reference is None
-                else reference.normalize(self._normalization_keys(clouds[i], targets[i]), errors[i]),
-                knn[i].cpu().numpy(), self.smoothing)
-            for i in held_out
-        ])
-        offset = float(np.quantile(-held_out_anomaly.astype(np.float64), self.contamination))
+        model, targets = self._standardized_model(teacher, prepared, train_idx, seed_from(rng), device)
+        losses, val_losses, best_epoch, _ = fit_students(model, prepared, targets, train_idx, val_idx, self, rng)
+        reference = self._error_reference(model, prepared, targets, clouds, train_idx, scale, rng)
+        if not len(val_idx):
+            warnings.warn(
+                f"no training cloud was held out ({len(clouds)} cloud(s), validation_fraction="
+                f"{self.validation_fraction}): offset_ is set from the training clouds' own scores, which "
+                "are more normal than new clouds' are, so predict will flag more than the contamination "
+                "share of good points. Fit on several clouds with validation_fraction > 0.",
+                UserWarning,
+                stacklevel=2,
+            )
+        offset = self._offset(model, reference, prepared, clouds, val_idx if len(val_idx) else train_idx)
 
         # Fitted attributes are set only now: an interrupted fit leaves no half-fitted state.
         self.teacher_ = teacher
-        self.students_ = students
-        self.student_ = students[0]
+        self.model_ = model
         self.scale_ = float(scale)
-        self.feature_mean_ = mean.cpu().numpy()
-        self.feature_std_ = std.cpu().numpy()
         self.offset_ = offset
         self.error_reference_ = reference
         self.loss_curve_ = losses
         self.validation_loss_curve_ = val_losses
         self.best_epoch_ = best_epoch
         self.n_features_in_ = 3
+        self._fitted_structure = self._structure()
         return self
 
-    def _resolve_teacher(self, rng):
+    def _structure(self):
+        """Parameters the fitted model depends on; changing one after fit needs a new fit."""
+        return {"k": self.k, "d": self.d, "score_normalization": self.score_normalization}
+
+    def _fitted_teacher(self, rng):
         teacher = self.teacher
         if isinstance(teacher, str):  # "random", the only string allowed by the constraints
-            return _random_teacher(self.d, self.k, self.n_blocks or bundled_n_blocks(self.d), seed_from(rng))
+            return TeacherPretrainer.random(d=self.d, k=self.k, n_blocks=self.n_blocks, random_state=seed_from(rng))
         if teacher is None:
-            try:
-                return TeacherPretrainer.from_pretrained(d=self.d, device=self.device, knn_backend=self.knn_backend)
-            except FileNotFoundError:
-                teacher = TeacherPretrainer(
-                    d=self.d, k=self.k, n_blocks=self.n_blocks or bundled_n_blocks(self.d), n_epochs=_FALLBACK_TEACHER_EPOCHS, random_state=0
-                )
-        if hasattr(teacher, "network_"):
-            if teacher.network_.d != self.d:
+            if (self.d, 32) not in weights.available():
                 raise ValueError(
-                    f"the fitted teacher has d={teacher.network_.d} but the detector has d={self.d}; "
-                    "set d to the teacher's or pass an unfitted TeacherPretrainer"
+                    f"no teacher is bundled for d={self.d} (bundled: d in {[d for d, _ in weights.available()]}); "
+                    "pass teacher='random', a fitted TeacherPretrainer, or an unfitted TeacherPretrainer to "
+                    "pretrain one on the built-in scenes"
                 )
-            return teacher
-        params = clone(teacher).set_params(d=self.d, k=self.k).get_params()
-        if self.n_blocks is not None:
-            params["n_blocks"] = self.n_blocks
-        fit_teacher = check_memory(self.memory).cache(_fit_teacher_on_builtin_scenes)
-        return fit_teacher(type(teacher), params, **_BUILTIN_SCENES)
+            teacher = TeacherPretrainer.from_pretrained(d=self.d, device=self.device, knn_backend=self.knn_backend)
+        elif not hasattr(teacher, "network_"):
+            params = clone(teacher).set_params(d=self.d, k=self.k).get_params()
+            if self.n_blocks is not None:
+                params["n_blocks"] = self.n_blocks
+            pretrain = check_memory(self.memory).cache(_fit_teacher_on_builtin_scenes)
+            teacher = pretrain(type(teacher), params, **_BUILTIN_SCENES)
+        if teacher.network_.d != self.d:
+            raise ValueError(
+                f"the fitted teacher has d={teacher.network_.d} but the detector has d={self.d}; "
+                "set d to the teacher's or pass an unfitted TeacherPretrainer"
+            )
+        if self.n_blocks is not None and self.n_blocks != teacher.network_.n_blocks:
+            raise ValueError(f"n_blocks={self.n_blocks} differs from the teacher's n_blocks={teacher.network_.n_blocks}")
+        return teacher
 
-    def _normalization_keys(self, cloud, target):
-        """Where a point lies for normalisation: its position, or its teacher descriptor."""
-        if self.score_normalization == "location":
-            return cloud
-        return target.cpu().numpy()
+    def _standardized_model(self, teacher, prepared, train_idx, seed, device):
+        """The model (teacher copy, new students) with μ, σ set; and every cloud's targets."""
+        with torch_seed(seed):
+            model = StudentTeacherModel.for_teacher(teacher.network_, self.n_students)
+        model = model.to(device)
+        with torch.no_grad():
+            # Teacher descriptors are fixed during student training: computed once.
+            descriptors = [model.teacher(cloud.graph()) for cloud in prepared]
+            model.standardize(torch.cat([descriptors[i] for i in train_idx]))
+            targets = [model.standardized(f) for f in descriptors]
+        return model, targets
 
-    def _error_reference(self, clouds, targets, errors, train_idx, rng):
+    def _error_reference(self, model, prepared, targets, clouds, train_idx, scale, rng):
         """The training points' errors for ``score_normalization`` (None when "none")."""
         if self.score_normalization == "none":
             return None
-        keys = np.concatenate([self._normalization_keys(clouds[i], targets[i]) for i in train_idx])
-        values = np.concatenate([errors[i] for i in train_idx])
+        keys, errors = [], []
+        with torch.no_grad():
+            for i in train_idx:
+                errors.append(model.anomaly(prepared[i].graph(), targets[i]).cpu().numpy())
+                keys.append(self._normalization_keys(prepared[i], targets[i], clouds[i]))
+        keys, errors = np.concatenate(keys), np.concatenate(errors)
         if self.score_normalization == "descriptor" and keys.shape[0] > _DESCRIPTOR_REFERENCE_SIZE:
             keep = np.sort(rng.choice(keys.shape[0], _DESCRIPTOR_REFERENCE_SIZE, replace=False))
-            keys, values = keys[keep], values[keep]
-        return LocalErrorReference(keys, values, self.n_normalization_neighbors)
+            keys, errors = keys[keep], errors[keep]
+        return LocalErrorReference(keys, errors, self.n_normalization_neighbors)
 
-    def _reduce(self, clouds, seed):
-        if self.n_points is None:
-            return clouds
-        from .geometry import farthest_point_sampling
+    def _normalization_keys(self, cloud, targets, input_cloud):
+        """Where a point lies for normalisation: its position, or its teacher descriptor."""
+        if self.score_normalization == "location":
+            return input_cloud if cloud.sample is None else input_cloud[cloud.sample]
+        return targets.cpu().numpy()
 
-        out = []
-        for cloud in clouds:
-            if cloud.shape[0] > self.n_points:
-                idx = farthest_point_sampling(torch.from_numpy(cloud), self.n_points, random_state=seed)
-                cloud = cloud[idx.numpy()]
-            out.append(cloud)
-        return out
+    def _offset(self, model, reference, prepared, clouds, held_out):
+        """``offset_``: the ``contamination`` quantile of the held-out clouds' scores."""
+        scores = np.concatenate(
+            [-a for a in self._anomalies(model, reference, [prepared[i] for i in held_out], [clouds[i] for i in held_out])]
+        )
+        return float(np.quantile(scores, self.contamination))
 
     # -- scoring ---------------------------------------------------------------------------
+
+    def _anomalies(self, model, reference, prepared, clouds):
+        """The one scoring path: raw error (6) -> normalise -> smooth -> every input point."""
+        out = []
+        with torch.no_grad():
+            for cloud, input_cloud in zip(prepared, clouds):
+                graph = cloud.graph()
+                geo_teacher, *geo_students = fused_geometric_terms([model.teacher, *model.students], graph)
+                targets = model.targets(graph, geo_teacher)
+                raw = model.anomaly(graph, targets, geo_students)
+                keys = None if reference is None else self._normalization_keys(cloud, targets, input_cloud)
+                out.append(
+                    finish_anomalies(
+                        raw.cpu().numpy(), keys, reference, cloud.knn_indices.cpu().numpy(), self.smoothing,
+                        cloud.sample, input_cloud,
+                    )
+                )
+        return out
 
     def score_samples(self, X):
         """Normality of every point: minus the regression error of equation (6).
@@ -458,51 +416,52 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
             anomaly scores for :mod:`skst3d.metrics`.
         """
         clouds, device = inference_inputs(self, X)
-        teacher = self.teacher_.network_.to(device).eval()
-        students = [student.to(device).eval() for student in self.students_]
-        mean = torch.as_tensor(self.feature_mean_, device=device)
-        std = torch.as_tensor(self.feature_std_, device=device)
+        self._check_structure_unchanged()
         seed = self.random_state if isinstance(self.random_state, Integral) else 0
-        reduced = self._reduce(clouds, seed)
-        points, knn, _, _ = knn_of_clouds(reduced, self.k, device, self.knn_backend)
-        scores = []
-        with torch.no_grad():
-            for cloud, sampled, p, idx in zip(clouds, reduced, points, knn):
-                graph = NeighborGraph.from_knn(p / self.scale_, idx)
-                # Teacher and students share the graph and one pass over its edges.
-                geo_teacher, *geo_students = fused_geometric_terms([teacher, *students], graph)
-                target = (teacher(graph, geo_teacher) - mean) / std
-                anomaly = _point_anomaly(students, graph, target, geo_students)
-                anomaly = anomaly.cpu().numpy().astype(np.float64)
-                if self.error_reference_ is not None:
-                    anomaly = self.error_reference_.normalize(self._normalization_keys(sampled, target), anomaly)
-                anomaly = smooth_over_neighbors(anomaly, idx.cpu().numpy(), self.smoothing)
-                if sampled.shape[0] != cloud.shape[0]:
-                    from scipy.spatial import cKDTree
+        prepared, _ = prepare_clouds(
+            clouds, self.k, device=device, backend=self.knn_backend, scale=self.scale_, n_points=self.n_points, seed=seed
+        )
+        model = self.model_.to(device).eval()
+        return [-a for a in self._anomalies(model, self.error_reference_, prepared, clouds)]
 
-                    anomaly = anomaly[cKDTree(sampled).query(cloud, workers=-1)[1]]
-                scores.append(-anomaly)
-        return scores
+    def _check_structure_unchanged(self):
+        fitted = getattr(self, "_fitted_structure", self._structure())
+        changed = {k: (v, getattr(self, k)) for k, v in fitted.items() if getattr(self, k) != v}
+        if changed:
+            what = ", ".join(f"{k}={new!r} (fitted with {old!r})" for k, (old, new) in changed.items())
+            raise ValueError(f"{what}: the fitted model depends on these parameters; call fit again after changing them")
 
+    # -- fitted parts, named as before the model object --------------------------------------
 
-def _point_anomaly(students, graph, target, geometric=None):
-    """RMS over students of the regression error (6)."""
-    geometric = geometric or [None] * len(students)
-    squared = sum((student(graph, geo) - target).pow(2).sum(1) for student, geo in zip(students, geometric))
-    return (squared / len(students)).sqrt()
+    @property
+    def students_(self):
+        """All trained students (list of DescriptorNet)."""
+        return list(self.model_.students)
 
+    @property
+    def student_(self):
+        """The first trained student."""
+        return self.model_.students[0]
 
-def _random_teacher(d, k, n_blocks, seed):
-    teacher = TeacherPretrainer(d=d, k=k, n_blocks=n_blocks, random_state=seed)
-    with torch_seed(seed):
-        teacher.network_ = DescriptorNet(d, n_blocks).eval()
-        teacher.decoder_ = ReceptiveFieldDecoder(d, teacher.n_decoded_points).eval()
-    teacher.scale_ = 1.0
-    teacher.loss_curve_, teacher.validation_loss_curve_ = [], []
-    teacher.best_epoch_, teacher.best_loss_ = -1, float("nan")
-    teacher.n_features_in_ = 3
-    teacher.metadata_ = {"pretrained": False}
-    return teacher
+    @property
+    def feature_mean_(self):
+        """μ: mean of the teacher's descriptors over the training points, ndarray (d,)."""
+        return self.model_.feature_mean.cpu().numpy()
+
+    @property
+    def feature_std_(self):
+        """σ: their standard deviation, ndarray (d,)."""
+        return self.model_.feature_std.cpu().numpy()
+
+    def __sklearn_clone__(self):
+        # An unfitted copy, except that a fitted teacher stays the fitted object it is: clone
+        # would otherwise unfit it and every grid-search fold would pretrain it again. The
+        # detector never modifies its teacher (the model holds a copy of the network).
+        params = self.get_params(deep=False)
+        teacher = params.pop("teacher")
+        cloned = {name: clone(value, safe=False) for name, value in params.items()}
+        keep = isinstance(teacher, str) or teacher is None or hasattr(teacher, "network_")
+        return type(self)(teacher=teacher if keep else clone(teacher), **cloned)
 
 
 def _fit_teacher_on_builtin_scenes(cls, params, n_scenes, n_points):

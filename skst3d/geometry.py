@@ -41,6 +41,7 @@ __all__ = [
     "farthest_point_sampling",
     "receptive_fields",
     "mean_knn_distance",
+    "scale_from_knn_distances",
     "random_rotation",
 ]
 
@@ -734,7 +735,7 @@ def mean_knn_distance(clouds, k, backend="auto"):
     clouds = list(clouds)
     if not clouds:
         raise ValueError("clouds is empty; at least one point cloud is needed.")
-    total, count = 0.0, 0
+    distances = []
     for i, cloud in enumerate(clouds):
         points = _as_points(cloud, name=f"clouds[{i}]")
         if points.shape[0] < k + 1:
@@ -742,10 +743,43 @@ def mean_knn_distance(clouds, k, backend="auto"):
                 f"clouds[{i}] has {points.shape[0]} points; k + 1 = {k + 1} are needed for "
                 f"k = {k} neighbours."
             )
-        _, distances = knn_graph(points, k, backend=backend)
-        total += float(distances.sum(dtype=torch.float64))
-        count += distances.numel()
-    return total / count
+        distances.append(knn_graph(points, k, backend=backend)[1])
+    return scale_from_knn_distances(distances)
+
+
+def scale_from_knn_distances(distances):
+    """s of equation (4) from the kNN distances of every point: their mean.
+
+    Parameters
+    ----------
+    distances : list of torch.Tensor of shape (n_i, k)
+        Distances to each point's k nearest neighbours, as :func:`knn_graph` returns them.
+
+    Returns
+    -------
+    s : float
+
+    Raises
+    ------
+    ValueError
+        If the mean is 0 (every point coincides with its neighbours) or not finite.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skst3d.geometry import scale_from_knn_distances
+    >>> scale_from_knn_distances([torch.tensor([[1.0], [1.0]]), torch.tensor([[4.0]])])
+    2.0
+    """
+    total = sum(float(d.sum(dtype=torch.float64)) for d in distances)
+    count = sum(d.numel() for d in distances)
+    scale = total / max(count, 1)
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValueError(
+            f"the mean kNN distance of the clouds is {scale}: every point coincides with its "
+            "neighbours, so the data cannot be normalised (equation 4)"
+        )
+    return scale
 
 
 # ----------------------------------------------------------------------------- rotations

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 from numbers import Integral, Real
 
@@ -13,13 +15,12 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._graph import NeighborGraph, induced_subgraph
+from . import weights
+from ._graph import NeighborGraph, induced_subgraph, prepare_clouds
 from ._training import (
     TorchStateMixin,
     inference_inputs,
-    knn_of_clouds,
     resolve_device,
-    scale_from_sums,
     seed_from,
     split_validation,
     torch_seed,
@@ -29,30 +30,21 @@ from ._validation import check_point_clouds
 from ._version import __version__
 from .nn import DescriptorNet, ReceptiveFieldDecoder
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+# Kept for code that imported it from here; the registry is skst3d.weights.
+WEIGHTS_DIR = weights.WEIGHTS_DIR
 
 # Centres per cloud used by score_samples: enough for a stable mean, fixed so scores repeat.
 _N_SCORE_CENTERS = 64
 
 _KNN_BACKENDS = {"auto", "keops", "kdtree", "torch"}
 
-#: Residual blocks (2 kNN hops; see docs/user_guide.rst) of teachers that detectors create
-#: themselves when no teacher is bundled for their d. Measured on 4,096-point parts, one block
-#: beat two (benchmarks/RESULTS.md): a smaller receptive field keeps descriptors local.
-BUNDLED_N_BLOCKS = 1
+# Teacher files: metadata bounds checked before any network is allocated.
+_META_BOUNDS = {"d": (4, 4096), "k": (1, 4096), "n_blocks": (1, 64), "n_decoded_points": (1, 1 << 20)}
 
 
 def bundled_n_blocks(d, k=32):
-    """Residual blocks of the teacher bundled for ``(d, k)``; :data:`BUNDLED_N_BLOCKS` if none is.
-
-    A ``"random"`` teacher takes this architecture, so that it differs from the bundled
-    teacher only in its weights (the paper's pretrained-against-random ablation).
-    """
-    path = os.path.join(WEIGHTS_DIR, f"teacher_d{d}_k{k}.pt.json")
-    if not os.path.exists(path):
-        return BUNDLED_N_BLOCKS
-    with open(path) as fh:
-        return int(json.load(fh)["n_blocks"])
+    """Residual blocks of the teacher bundled for ``(d, k)`` (see :func:`skst3d.weights.n_blocks`)."""
+    return weights.n_blocks(d, k)
 
 
 class TeacherPretrainer(TorchStateMixin, BaseEstimator):
@@ -225,6 +217,18 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         clouds = check_point_clouds(X, min_points=self.k + 1)
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
+        warm = self._warm_start_checked()
+        prepared, scale = prepare_clouds(
+            clouds, self.k, device=device, backend=self.knn_backend, scale=self.scale_ if warm else None
+        )
+        train_idx, val_idx = split_validation(len(clouds), self.validation_fraction, rng)
+        network, decoder = self._starting_networks(warm, rng, device)
+        curves = _pretrain(network, decoder, prepared, train_idx, val_idx, rng, self)
+        self._set_fitted(network, decoder, scale, curves, warm)
+        return self
+
+    def _warm_start_checked(self):
+        """Whether this fit continues the fitted networks (and that they fit the parameters)."""
         warm = self.warm_start and hasattr(self, "network_")
         if warm and (
             self.network_.d != self.d
@@ -232,68 +236,36 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
             or self.network_.absolute_coordinates != self.absolute_coordinates
         ):
             raise ValueError("warm_start=True needs the same d, n_blocks and absolute_coordinates as the fitted teacher")
+        return warm
 
-        points, knn, total, count = knn_of_clouds(clouds, self.k, device, self.knn_backend)
-        scale = self.scale_ if warm else scale_from_sums(total, count)
-        points = [p / scale for p in points]
-        train_idx, val_idx = split_validation(len(clouds), self.validation_fraction, rng)
-
+    def _starting_networks(self, warm, rng, device):
+        """Copies of the fitted networks (warm start) or new ones: a failed fit leaves ``self`` as it was."""
         if warm:
-            network, decoder = self.network_.to(device), self.decoder_.to(device)
-        else:
-            with torch_seed(seed_from(rng)):
-                network = DescriptorNet(self.d, self.n_blocks, absolute_coordinates=self.absolute_coordinates).to(device)
-                decoder = ReceptiveFieldDecoder(self.d, self.n_decoded_points).to(device)
-        optimizer = torch.optim.Adam(
-            list(network.parameters()) + list(decoder.parameters()),
-            lr=self.learning_rate,
-            weight_decay=self.weight_decay,
-        )
-        val_seed = seed_from(rng)
-        max_rf = self.max_receptive_field
+            return copy.deepcopy(self.network_).to(device), copy.deepcopy(self.decoder_).to(device)
+        with torch_seed(seed_from(rng)):
+            network = DescriptorNet(self.d, self.n_blocks, absolute_coordinates=self.absolute_coordinates)
+            decoder = ReceptiveFieldDecoder(self.d, self.n_decoded_points)
+        return network.to(device), decoder.to(device)
 
-        def run_epoch(epoch):
-            total_loss = 0.0
-            for i in rng.permutation(train_idx):
-                centers = _draw_centers(points[i].shape[0], self.samples_per_step, rng)
-                loss = _reconstruction_loss(network, decoder, points[i], knn[i], centers, max_rf, rng).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total_loss += float(loss.detach())
-            return total_loss / max(len(train_idx), 1)
-
-        def validate():
-            if len(val_idx) == 0:
-                return None
-            val_rng = np.random.RandomState(val_seed)
-            losses = [
-                _reconstruction_loss(
-                    network, decoder, points[i], knn[i],
-                    _draw_centers(points[i].shape[0], self.samples_per_step, val_rng), max_rf, val_rng,
-                ).mean()
-                for i in val_idx
-            ]
-            return float(torch.stack(losses).mean())
-
-        curves = train_best_epoch(
-            {"network": network, "decoder": decoder}, optimizer, self.n_epochs,
-            run_epoch, validate, self.verbose, "pretraining",
-        )
-        losses, val_losses, best_epoch, best_loss = curves
-        network.eval()
-        decoder.eval()
+    def _set_fitted(self, network, decoder, scale, curves, warm):
         # Fitted attributes are set only now, so an interrupted fit leaves no half-fitted state.
+        losses, val_losses, best_epoch, best_loss = curves
         offset = len(self.loss_curve_) if warm else 0
         self.loss_curve_ = (list(self.loss_curve_) if warm else []) + losses
         self.validation_loss_curve_ = (list(self.validation_loss_curve_) if warm else []) + val_losses
         self.best_epoch_ = offset + best_epoch
         self.best_loss_ = best_loss
         self.scale_ = float(scale)
-        self.network_ = network
-        self.decoder_ = decoder
+        self.network_ = network.eval()
+        self.decoder_ = decoder.eval()
         self.n_features_in_ = 3
-        return self
+
+    def _prepared(self, X, scale=None):
+        clouds, device = inference_inputs(self, X)
+        prepared, _ = prepare_clouds(
+            clouds, self.k, device=device, backend=self.knn_backend, scale=self.scale_ if scale is None else scale
+        )
+        return clouds, prepared, device
 
     def transform(self, X, scale=None):
         """Descriptors of every point.
@@ -309,15 +281,10 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         -------
         descriptors : list of ndarray of shape (n_i, d), float32
         """
-        clouds, device = inference_inputs(self, X)
+        _, prepared, device = self._prepared(X, None if scale is None else float(scale))
         network = self.network_.to(device)
-        scale = self.scale_ if scale is None else float(scale)
-        points, knn, _, _ = knn_of_clouds(clouds, self.k, device, self.knn_backend)
-        out = []
         with torch.no_grad():
-            for p, idx in zip(points, knn):
-                out.append(network(NeighborGraph.from_knn(p / scale, idx)).cpu().numpy())
-        return out
+            return [network(cloud.graph()).cpu().numpy() for cloud in prepared]
 
     def score_samples(self, X):
         """Reconstruction quality per cloud: minus the mean Chamfer loss (3), higher is better.
@@ -329,16 +296,17 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         -------
         scores : ndarray of shape (n_clouds,)
         """
-        clouds, device = inference_inputs(self, X)
+        _, prepared, device = self._prepared(X)
         network, decoder = self.network_.to(device), self.decoder_.to(device)
         seed = self.random_state if isinstance(self.random_state, Integral) else 0
-        points, knn, _, _ = knn_of_clouds(clouds, self.k, device, self.knn_backend)
         scores = []
         with torch.no_grad():
-            for p, idx in zip(points, knn):
+            for cloud in prepared:
                 rng = np.random.RandomState(seed)
-                centers = _draw_centers(p.shape[0], _N_SCORE_CENTERS, rng)
-                loss = _reconstruction_loss(network, decoder, p / self.scale_, idx, centers, self.max_receptive_field, rng)
+                centers = _draw_centers(cloud.points.shape[0], _N_SCORE_CENTERS, rng)
+                loss = reconstruction_loss(
+                    network, decoder, cloud.points, cloud.knn_indices, centers, self.max_receptive_field, rng
+                )
                 scores.append(-float(loss.mean()))
         return np.asarray(scores)
 
@@ -363,33 +331,32 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         """
         from .geometry import receptive_fields
 
-        clouds, device = inference_inputs(self, X)
+        clouds, prepared, device = self._prepared(X)
         if len(centers) != len(clouds):
             raise ValueError(f"got {len(centers)} arrays of centers for {len(clouds)} clouds")
         network, decoder = self.network_.to(device), self.decoder_.to(device)
-        points, knn, _, _ = knn_of_clouds(clouds, self.k, device, self.knn_backend)
         results = []
         with torch.no_grad():
-            for i, (p, idx, c) in enumerate(zip(points, knn, centers)):
+            for i, (cloud, c) in enumerate(zip(prepared, centers)):
+                points, knn = cloud.points, cloud.knn_indices
                 c = torch.as_tensor(np.asarray(c, dtype=np.int64), device=device)
-                if c.numel() and (c.min() < 0 or c.max() >= p.shape[0]):
-                    raise ValueError(f"centers[{i}] holds indices outside [0, {p.shape[0]}) of cloud {i}")
-                scaled = p / self.scale_
-                flat, offsets = receptive_fields(idx, c, network.n_hops)
-                graph, where = _union_graph(scaled, idx, c, flat)
+                if c.numel() and (c.min() < 0 or c.max() >= points.shape[0]):
+                    raise ValueError(f"centers[{i}] holds indices outside [0, {points.shape[0]}) of cloud {i}")
+                flat, offsets = receptive_fields(knn, c, network.n_hops)
+                graph, where = _union_graph(points, knn, c, flat)
                 decoded = decoder(network(graph)[where]) * self.scale_
-                fields = [p[flat[a:b]] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
-                means = torch.stack([f.mean(0) for f in fields]) if fields else p.new_zeros((0, 3))
+                fields = [points[flat[a:b]].double() * self.scale_ for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+                means = torch.stack([f.mean(0) for f in fields]) if fields else torch.zeros((0, 3), dtype=torch.float64)
                 results.append(
                     Bunch(
                         decoded=decoded.cpu().numpy(),
                         fields=[(f - m).cpu().numpy() for f, m in zip(fields, means)],
-                        means=means.cpu().numpy(),
+                        means=means.cpu().numpy() + cloud.origin,
                     )
                 )
         return results
 
-    # -- bundled weights -------------------------------------------------------------------
+    # -- weights files ---------------------------------------------------------------------
 
     def save(self, path, **metadata):
         """Write the fitted teacher to ``path`` (.pt, torch state dicts) and ``path``.json."""
@@ -401,27 +368,34 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
             "best_epoch": self.best_epoch_, "best_loss": self.best_loss_, "epochs": len(self.loss_curve_),
             "skst3d_version": __version__, **metadata,
         }
-        tmp = str(path) + ".tmp"
-        torch.save(
-            {
-                "network": {k: v.cpu() for k, v in self.network_.state_dict().items()},
-                "decoder": {k: v.cpu() for k, v in self.decoder_.state_dict().items()},
-                "loss_curve": list(self.loss_curve_),
-                "validation_loss_curve": list(self.validation_loss_curve_),
-                "meta": meta,
-            },
-            tmp,
-        )
-        os.replace(tmp, path)
-        with open(str(path) + ".json", "w") as fh:
-            json.dump(meta, fh, indent=2, sort_keys=True)
+        blob = {
+            "network": {k: v.cpu() for k, v in self.network_.state_dict().items()},
+            "decoder": {k: v.cpu() for k, v in self.decoder_.state_dict().items()},
+            "loss_curve": list(self.loss_curve_),
+            "validation_loss_curve": list(self.validation_loss_curve_),
+            "meta": meta,
+        }
+        _write_atomically(str(path), lambda tmp: torch.save(blob, tmp))
+        _write_atomically(str(path) + ".json", lambda tmp: _dump_json(meta, tmp))
         return self
 
     @classmethod
     def load(cls, path, **params):
-        """A fitted TeacherPretrainer from a file written by :meth:`save`."""
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        meta = blob["meta"]
+        """A fitted TeacherPretrainer from a file written by :meth:`save`.
+
+        The file is read with ``torch.load(weights_only=True)`` (no code runs), and its
+        metadata is checked before any network is allocated.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If the file is not a complete teacher file (truncated, empty, another format), its
+            metadata is missing or out of range, or its weights are not finite or do not fit the
+            metadata; the message names the file.
+        """
+        blob, meta = _read_teacher_file(os.fspath(path))
         absolute = bool(meta.get("absolute_coordinates", False))
         teacher = cls(
             d=meta["d"], k=meta["k"], n_blocks=meta["n_blocks"], n_decoded_points=meta["n_decoded_points"],
@@ -429,15 +403,18 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         )
         teacher.set_params(**params)
         network = DescriptorNet(meta["d"], meta["n_blocks"], absolute_coordinates=absolute)
-        network.load_state_dict(blob["network"])
         decoder = ReceptiveFieldDecoder(meta["d"], meta["n_decoded_points"])
-        decoder.load_state_dict(blob["decoder"])
+        for name, module in (("network", network), ("decoder", decoder)):
+            try:
+                module.load_state_dict(blob[name])
+            except (RuntimeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}: the {name} weights do not fit the metadata ({exc})") from None
         teacher.network_, teacher.decoder_ = network.eval(), decoder.eval()
         teacher.scale_ = float(meta["scale"])
-        teacher.loss_curve_ = list(blob["loss_curve"])
-        teacher.validation_loss_curve_ = list(blob["validation_loss_curve"])
-        teacher.best_epoch_ = int(meta["best_epoch"])
-        teacher.best_loss_ = float(meta["best_loss"])
+        teacher.loss_curve_ = [float(v) for v in blob.get("loss_curve", [])]
+        teacher.validation_loss_curve_ = [float(v) for v in blob.get("validation_loss_curve", [])]
+        teacher.best_epoch_ = int(meta.get("best_epoch", -1))
+        teacher.best_loss_ = float(meta.get("best_loss", math.nan))
         teacher.n_features_in_ = 3
         teacher.metadata_ = meta
         return teacher
@@ -445,13 +422,7 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
     @classmethod
     def available_pretrained(cls):
         """(d, k) pairs of the teachers bundled with skst3d."""
-        found = []
-        names = os.listdir(WEIGHTS_DIR) if os.path.isdir(WEIGHTS_DIR) else []
-        for name in sorted(names):
-            if name.startswith("teacher_d") and name.endswith(".pt"):
-                d, k = name[len("teacher_d") : -3].split("_k")
-                found.append((int(d), int(k)))
-        return found
+        return weights.available()
 
     @classmethod
     def from_pretrained(cls, d=64, k=32, **params):
@@ -462,13 +433,91 @@ class TeacherPretrainer(TorchStateMixin, BaseEstimator):
         FileNotFoundError
             If no teacher is bundled for ``(d, k)``; :meth:`available_pretrained` lists them.
         """
-        path = os.path.join(WEIGHTS_DIR, f"teacher_d{d}_k{k}.pt")
+        path = weights.weights_path(d, k)
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"no bundled teacher for d={d}, k={k}; bundled: {cls.available_pretrained()}. "
                 "Pretrain one with TeacherPretrainer(d=...).fit(make_pretraining_scenes(...))"
             )
         return cls.load(path, **params)
+
+    @classmethod
+    def random(cls, d=64, k=32, n_blocks=None, random_state=None, **params):
+        """A fitted teacher with random, untrained weights (the paper's ablation baseline).
+
+        Parameters
+        ----------
+        d, k : int
+            Descriptor dimension and neighbours.
+        n_blocks : int, optional
+            Residual blocks; by default those of the teacher bundled for ``d``
+            (:func:`skst3d.weights.n_blocks`, whatever ``k``), so that it differs from it only
+            in its weights.
+        random_state : int, RandomState instance or None
+            Seeds the weights.
+        **params
+            Other TeacherPretrainer parameters.
+
+        Examples
+        --------
+        >>> from skst3d import TeacherPretrainer
+        >>> teacher = TeacherPretrainer.random(d=16, random_state=0)
+        >>> teacher.network_.d, teacher.metadata_["pretrained"]
+        (16, False)
+        """
+        if n_blocks is None:  # the network does not depend on k: the teacher bundled for d
+            n_blocks = weights.n_blocks(d)
+        seed = random_state if isinstance(random_state, Integral) else seed_from(random_state)
+        teacher = cls(d=d, k=k, n_blocks=n_blocks, random_state=seed, **params)
+        with torch_seed(seed):
+            teacher.network_ = DescriptorNet(d, n_blocks, absolute_coordinates=teacher.absolute_coordinates).eval()
+            teacher.decoder_ = ReceptiveFieldDecoder(d, teacher.n_decoded_points).eval()
+        teacher.scale_ = 1.0
+        teacher.loss_curve_, teacher.validation_loss_curve_ = [], []
+        teacher.best_epoch_, teacher.best_loss_ = -1, float("nan")
+        teacher.n_features_in_ = 3
+        teacher.metadata_ = {"pretrained": False}
+        return teacher
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _pretrain(network, decoder, prepared, train_idx, val_idx, rng, params):
+    """The epoch loop of pretraining: one step per training cloud, best validation epoch kept."""
+    optimizer = torch.optim.Adam(
+        list(network.parameters()) + list(decoder.parameters()),
+        lr=params.learning_rate,
+        weight_decay=params.weight_decay,
+    )
+    val_seed = seed_from(rng)
+
+    def step_loss(cloud, n_centers, step_rng):
+        centers = _draw_centers(cloud.points.shape[0], n_centers, step_rng)
+        return reconstruction_loss(
+            network, decoder, cloud.points, cloud.knn_indices, centers, params.max_receptive_field, step_rng
+        ).mean()
+
+    def run_epoch(epoch):
+        total_loss = 0.0
+        for i in rng.permutation(train_idx):
+            loss = step_loss(prepared[i], params.samples_per_step, rng)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach())
+        return total_loss / max(len(train_idx), 1)
+
+    def validate():
+        if len(val_idx) == 0:
+            return None
+        val_rng = np.random.RandomState(val_seed)  # the same centres every epoch
+        return float(torch.stack([step_loss(prepared[i], params.samples_per_step, val_rng) for i in val_idx]).mean())
+
+    return train_best_epoch(
+        {"network": network, "decoder": decoder}, optimizer, params.n_epochs, run_epoch, validate,
+        params.verbose, "pretraining",
+    )
 
 
 def _draw_centers(n_points: int, n_centers: int, rng) -> torch.Tensor:
@@ -482,19 +531,100 @@ def _union_graph(points, knn, centers, fields):
     return NeighborGraph.from_knn(points[nodes], sub_knn), where[centers.to(where.device)]
 
 
-def _reconstruction_loss(network, decoder, points, knn, centers, max_points, rng):
-    """Chamfer loss (3) per centre: decoded field against the mean-centred receptive field."""
+def reconstruction_loss(network, decoder, points, knn_indices, centers, max_points=None, random_state=None):
+    """Chamfer loss (3) per centre: decoded receptive field against the true, mean-centred one.
+
+    The network runs on the union of the centres' receptive fields only, which gives exactly
+    the descriptors of the whole cloud at the centres (a point's descriptor depends only on its
+    receptive field) at a fraction of the cost.
+
+    Parameters
+    ----------
+    network : DescriptorNet
+    decoder : ReceptiveFieldDecoder
+    points : Tensor of shape (n, 3)
+        The cloud, in units of s.
+    knn_indices : Tensor of shape (n, k)
+    centers : Tensor of shape (B,)
+        Indices of the sampled points whose receptive fields are reconstructed.
+    max_points : int, optional
+        Reconstruction targets are random subsets of at most this many points of each field.
+    random_state : int, RandomState instance or None
+        Draws those subsets.
+
+    Returns
+    -------
+    loss : Tensor of shape (B,)
+        Differentiable in the weights of both networks.
+    """
     from .geometry import chamfer_distance, receptive_fields
 
     centers = centers.to(points.device)
-    flat, offsets = receptive_fields(knn, centers, network.n_hops)
-    graph, rows = _union_graph(points, knn, centers, flat)
+    flat, offsets = receptive_fields(knn_indices, centers, network.n_hops)
+    graph, rows = _union_graph(points, knn_indices, centers, flat)
     predicted = decoder(network(graph)[rows])
     if max_points is not None:
-        flat, offsets = receptive_fields(knn, centers, network.n_hops, max_points=max_points, random_state=rng)
+        flat, offsets = receptive_fields(
+            knn_indices, centers, network.n_hops, max_points=max_points, random_state=random_state
+        )
     targets = points[flat]
     counts = offsets[1:] - offsets[:-1]
     segment = torch.repeat_interleave(torch.arange(len(counts), device=points.device), counts.to(points.device))
     means = torch.zeros((len(counts), 3), device=points.device, dtype=points.dtype).index_add_(0, segment, targets)
     means = means / counts.to(points.device, points.dtype)[:, None]
     return chamfer_distance(predicted, targets - means[segment], offsets.to(points.device))
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _write_atomically(path, write):
+    """``write(tmp)`` then rename over ``path``: a failure leaves no half-written file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _dump_json(meta, path):
+    with open(path, "w") as fh:
+        json.dump(meta, fh, indent=2, sort_keys=True)
+
+
+def _read_teacher_file(path):
+    """(blob, metadata) of a teacher file, checked; errors name the file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such teacher weights file")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types (RuntimeError, EOFError, UnpicklingError, ...)
+        raise ValueError(
+            f"{path}: not a readable teacher weights file ({type(exc).__name__}: {exc}); it may be truncated, "
+            "empty or not written by TeacherPretrainer.save"
+        ) from None
+    missing = {"network", "decoder", "meta"} - set(blob) if isinstance(blob, dict) else {"network", "decoder", "meta"}
+    if missing:
+        raise ValueError(f"{path}: not a teacher weights file (missing {sorted(missing)})")
+    meta = blob["meta"]
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the metadata is not a dictionary")
+    for key, (low, high) in _META_BOUNDS.items():
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, Integral) or not low <= value <= high:
+            raise ValueError(f"{path}: metadata {key}={value!r} is not an integer in [{low}, {high}]")
+    if meta["d"] % 4:
+        raise ValueError(f"{path}: metadata d={meta['d']} is not a multiple of 4")
+    scale = meta.get("scale")
+    if isinstance(scale, bool) or not isinstance(scale, Real) or not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{path}: metadata scale={scale!r} is not a positive finite number")
+    for name in ("network", "decoder"):
+        state = blob[name]
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: the {name} weights are not a state dict")
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{path}: the {name} weight {key!r} holds NaN or infinite values")
+    return blob, meta

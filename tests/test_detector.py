@@ -183,7 +183,7 @@ def test_interrupted_fit_leaves_unfitted(monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mod, "train_best_epoch", boom)
+    monkeypatch.setattr(mod, "fit_students", boom)
     det = StudentTeacherDetector("random", **SMALL)
     with pytest.raises(KeyboardInterrupt):
         det.fit(wavy_clouds())
@@ -195,7 +195,7 @@ def test_refit_after_interrupt_is_clean(monkeypatch, fitted):
     before = det.offset_
     import skst3d.detector as mod
 
-    monkeypatch.setattr(mod, "train_best_epoch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    monkeypatch.setattr(mod, "fit_students", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(RuntimeError):
         det.fit(wavy_clouds(3, seed=1))
     assert det.offset_ == before  # the old fit is untouched
@@ -268,10 +268,10 @@ def test_cosine_schedule_follows_the_half_cosine(monkeypatch):
 def test_identity_rotation_augmentation_equals_no_augmentation(monkeypatch):
     # The augmented path recomputes the teacher's targets on the turned graph: with the
     # identity it must train exactly the unaugmented student.
-    import skst3d.detector as detector_module
+    import skst3d.geometry as geometry
 
     plain = StudentTeacherDetector("random", **SMALL, random_state=0).fit(wavy_clouds())
-    monkeypatch.setattr(detector_module, "random_rotation", lambda degrees, rng: np.eye(3))
+    monkeypatch.setattr(geometry, "random_rotation", lambda degrees, rng: np.eye(3))
     same = StudentTeacherDetector("random", **SMALL, rotation_augmentation=30.0, random_state=0).fit(wavy_clouds())
     np.testing.assert_allclose(same.loss_curve_, plain.loss_curve_, rtol=1e-5)
     test = wavy_clouds(1, seed=3)

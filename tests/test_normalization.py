@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
 from skst3d import StudentTeacherDetector
-from skst3d._normalization import LocalErrorReference, nearest_reference
+from skst3d._scoring import LocalErrorReference, nearest_reference
 
 from test_detector import SMALL, _by_hand, wavy_clouds
 

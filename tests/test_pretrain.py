@@ -165,7 +165,7 @@ def test_interrupted_fit_leaves_estimator_unfitted(monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mod, "_reconstruction_loss", boom)
+    monkeypatch.setattr(mod, "reconstruction_loss", boom)
     t = TeacherPretrainer(**SMALL)
     with pytest.raises(KeyboardInterrupt):
         t.fit(surface_clouds())
@@ -193,7 +193,7 @@ def test_fitted_on_cuda_loads_on_cpu():
 
 
 def test_available_pretrained_without_weights_folder(monkeypatch, tmp_path):
-    import skst3d.pretrain as mod
+    import skst3d.weights as mod
 
     monkeypatch.setattr(mod, "WEIGHTS_DIR", str(tmp_path / "missing"))
     assert TeacherPretrainer.available_pretrained() == []
@@ -223,15 +223,15 @@ def test_random_teacher_takes_the_bundled_architecture(monkeypatch, tmp_path):
     """"random" differs from the bundled teacher only in its weights; without one, the default."""
     import json
 
-    import skst3d.pretrain as mod
+    import skst3d.weights as mod
     from skst3d import StudentTeacherDetector
 
     for d, k in TeacherPretrainer.available_pretrained():
         with open(os.path.join(mod.WEIGHTS_DIR, f"teacher_d{d}_k{k}.pt.json")) as fh:
-            assert mod.bundled_n_blocks(d, k) == json.load(fh)["n_blocks"] == TeacherPretrainer.from_pretrained(d, k).network_.n_blocks
+            assert mod.n_blocks(d, k) == json.load(fh)["n_blocks"] == TeacherPretrainer.from_pretrained(d, k).network_.n_blocks
     (tmp_path / "teacher_d8_k32.pt.json").write_text(json.dumps({"n_blocks": 3}))
     monkeypatch.setattr(mod, "WEIGHTS_DIR", str(tmp_path))
-    assert mod.bundled_n_blocks(8) == 3
-    assert mod.bundled_n_blocks(16) == mod.BUNDLED_N_BLOCKS
+    assert mod.n_blocks(8) == 3
+    assert mod.n_blocks(16) == mod.DEFAULT_N_BLOCKS
     det = StudentTeacherDetector("random", k=6, d=8, n_epochs=1, random_state=0).fit(surface_clouds())
     assert det.teacher_.network_.n_blocks == det.student_.n_blocks == 3

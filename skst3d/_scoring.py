@@ -1,5 +1,6 @@
-"""Post-processing of point anomalies: local normalisation against the anomaly-free
-training points, and smoothing over a cloud's kNN graph.
+"""The scoring tail, shared by fit and score_samples: raw point anomalies -> local
+normalisation against the anomaly-free training points -> smoothing over the cloud's kNN
+graph -> carried back from sampled points to every input point.
 
 The regression error of equation (6) is not equally large on all normal geometry: scan
 borders, sharp edges and thin features are harder to regress than flat faces, so their
@@ -106,3 +107,24 @@ class LocalErrorReference:
         local = self.errors[nearest_reference(self.keys, queries, self.n_neighbors, self._tree)]
         std = np.maximum(local.std(axis=1), max(self.std_floor, 1e-12))
         return (np.asarray(errors, dtype=np.float64) - local.mean(axis=1)) / std
+
+
+def carry_to_inputs(values: np.ndarray, sample, cloud: np.ndarray) -> np.ndarray:
+    """Values of sampled points given to every input point by its nearest sampled point.
+
+    ``sample`` holds the rows of ``cloud`` that were kept (None: all were, values unchanged).
+    """
+    if sample is None:
+        return values
+    from scipy.spatial import cKDTree
+
+    return values[cKDTree(cloud[sample]).query(cloud, workers=-1)[1]]
+
+
+def finish_anomalies(raw: np.ndarray, keys, reference, knn_indices: np.ndarray, smoothing: int, sample, cloud):
+    """raw errors of the (sampled) points -> normalised -> smoothed -> one value per input point."""
+    anomaly = np.asarray(raw, dtype=np.float64)
+    if reference is not None:
+        anomaly = reference.normalize(keys, anomaly)
+    anomaly = smooth_over_neighbors(anomaly, knn_indices, smoothing)
+    return carry_to_inputs(anomaly, sample, cloud)
