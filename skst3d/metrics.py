@@ -71,9 +71,13 @@ def _check_region_k(region_k):
     return int(region_k)
 
 
+# Names of the arguments in error messages; the scorers pass their own (y, X, ...).
+_NAMES = {"y_true": "y_true", "y_score": "y_score", "points": "points"}
+
+
 def _as_samples(seq, name):
     """Return ``seq`` as a list of samples (a sequence, or an array split on axis 0)."""
-    if isinstance(seq, (str, bytes)) or not hasattr(seq, "__len__"):
+    if isinstance(seq, (str, bytes, dict, set, frozenset)) or not hasattr(seq, "__len__"):
         raise TypeError(
             f"{name} must be a list with one array per sample, got {type(seq).__name__}."
         )
@@ -82,18 +86,123 @@ def _as_samples(seq, name):
     return list(seq)
 
 
-def _check_scores(score, shape, index):
-    score = np.asarray(score, dtype=np.float64)
+def _as_array(value, name, index):
+    """``np.asarray(value)``; ragged or unreadable entries raise a ValueError naming the sample."""
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Sample {index}: {name} could not be read as an array: {exc}") from exc
+
+
+def _as_real(array, name, index):
+    """``array`` as float64; complex, string, object and other non-real dtypes raise TypeError.
+
+    Object arrays are accepted when every entry is a real number (they are converted).
+    """
+    kind = array.dtype.kind
+    if kind in "biuf":
+        return array.astype(np.float64, copy=False)
+    if kind == "c":
+        raise TypeError(
+            f"Sample {index}: {name} has complex dtype {array.dtype}; pass real values "
+            "(e.g. np.abs or .real, whichever is meant)."
+        )
+    if kind in "US":
+        raise TypeError(
+            f"Sample {index}: {name} has string dtype {array.dtype}; pass numbers, e.g. "
+            ".astype(float) if the strings hold them."
+        )
+    if kind == "O":
+        for position, value in enumerate(array.flat):
+            if not isinstance(value, (numbers.Real, np.bool_)):
+                raise TypeError(
+                    f"Sample {index}: {name} is an object array whose entry {position} is not a "
+                    f"real number: {value!r} of type {type(value).__name__}."
+                )
+        try:
+            return array.astype(np.float64)
+        except OverflowError as exc:  # e.g. a Python int beyond float64's range
+            raise ValueError(
+                f"Sample {index}: {name} holds a number that float64 cannot represent: {exc}"
+            ) from exc
+    raise TypeError(f"Sample {index}: {name} has dtype {array.dtype}; pass real numbers.")
+
+
+def _check_scores(score, shape, index, names=_NAMES):
+    name = names["y_score"]
+    score = _as_real(_as_array(score, name, index), name, index)
     if score.shape != shape:
         raise ValueError(
-            f"Sample {index}: y_score has shape {score.shape} but y_true has shape {shape}."
+            f"Sample {index}: {name} has shape {score.shape} but {names['y_true']} has shape "
+            f"{shape}."
         )
-    if np.isnan(score).any():
-        raise ValueError(f"Sample {index}: y_score contains NaN.")
+    nan = np.isnan(score).ravel()
+    if nan.any():
+        raise ValueError(
+            f"Sample {index}: {name} contains NaN (first at flat index {int(np.argmax(nan))})."
+        )
     return score
 
 
-def _knn_regions(mask, points, region_k, index):
+def _check_truth(truth, index, names=_NAMES):
+    """One ``y_true`` entry as an array: real (or boolean) dtype, no NaN.
+
+    Object arrays of real numbers are converted to float64.
+    """
+    name = names["y_true"]
+    truth = _as_array(truth, name, index)
+    if truth.dtype.kind not in "biuf":
+        truth = _as_real(truth, name, index)
+    if truth.dtype.kind == "f" and np.isnan(truth).any():
+        raise ValueError(
+            f"Sample {index}: {name} contains NaN (first at flat index "
+            f"{int(np.argmax(np.isnan(truth).ravel()))})."
+        )
+    return truth
+
+
+def _check_points(points, n_points, index, names=_NAMES):
+    """The (n_points, 3) float64 coordinates of one cloud, all finite."""
+    name = names["points"]
+    points = _as_real(_as_array(points, name, index), name, index)
+    if points.shape != (n_points, 3):
+        raise ValueError(
+            f"Sample {index}: {name} must have shape ({n_points}, 3) to match the mask "
+            f"of {n_points} points, got {points.shape}."
+        )
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise ValueError(
+            f"Sample {index}: {name} contains NaN or infinite coordinates (first at point "
+            f"{bad}: {points[bad].tolist()})."
+        )
+    return points
+
+
+def _check_lengths(y_true, y_score, points, names=_NAMES):
+    y_true = _as_samples(y_true, names["y_true"])
+    y_score = _as_samples(y_score, names["y_score"])
+    if len(y_true) != len(y_score):
+        raise ValueError(
+            f"{names['y_true']} has {len(y_true)} samples but {names['y_score']} has "
+            f"{len(y_score)}."
+        )
+    if points is not None:
+        points = _as_samples(points, names["points"])
+        if len(points) != len(y_true):
+            raise ValueError(
+                f"{names['y_true']} has {len(y_true)} samples but {names['points']} has "
+                f"{len(points)}."
+            )
+    if not y_true:
+        raise ValueError(
+            f"{names['y_true']} is empty: pass one array per sample (cloud or image)."
+        )
+    return y_true, y_score, points
+
+
+def _knn_regions(mask, points, region_k, index, names=_NAMES):
     """Connected components of the anomalous points of one cloud.
 
     Two anomalous points are linked when one is among the ``region_k`` nearest
@@ -104,17 +213,12 @@ def _knn_regions(mask, points, region_k, index):
     """
     if points is None:
         raise ValueError(
-            f"Sample {index}: y_true is a boolean point mask, so its regions are the connected "
-            "components of the anomalous points, which needs the coordinates: pass "
-            "points=[(n_i, 3) arrays], or pass integer region labels (0 = normal, 1, 2, ... = "
-            "one id per region) instead of a boolean mask."
+            f"Sample {index}: {names['y_true']} is a boolean point mask, so its regions are the "
+            "connected components of the anomalous points, which needs the coordinates: pass "
+            f"{names['points']}=[(n_i, 3) arrays], or pass integer region labels (0 = normal, 1, "
+            "2, ... = one id per region) instead of a boolean mask."
         )
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[0] != mask.shape[0]:
-        raise ValueError(
-            f"Sample {index}: points must have shape ({mask.shape[0]}, 3) to match the mask "
-            f"of {mask.shape[0]} points, got {points.shape}."
-        )
+    points = _check_points(points, mask.shape[0], index, names)
     anomalous = np.flatnonzero(mask)
     m = anomalous.size
     if m == 0:
@@ -135,7 +239,7 @@ def _knn_regions(mask, points, region_k, index):
     return region_of, n_regions
 
 
-def _collect(y_true, y_score, points, region_k):
+def _collect(y_true, y_score, points, region_k, names=_NAMES):
     """Pool the normal scores and the scores of every anomalous region of the dataset.
 
     Returns
@@ -148,20 +252,16 @@ def _collect(y_true, y_score, points, region_k):
         Dataset-wide region index of each anomalous point, in ``[0, n_regions)``.
     n_regions : int
     """
-    y_true = _as_samples(y_true, "y_true")
-    y_score = _as_samples(y_score, "y_score")
-    if len(y_true) != len(y_score):
-        raise ValueError(f"y_true has {len(y_true)} samples but y_score has {len(y_score)}.")
-    if points is not None:
-        points = _as_samples(points, "points")
-        if len(points) != len(y_true):
-            raise ValueError(f"y_true has {len(y_true)} samples but points has {len(points)}.")
+    y_true, y_score, points = _check_lengths(y_true, y_score, points, names)
 
     ok_parts, region_parts, id_parts = [], [], []
     n_regions = 0
+    name = names["y_true"]
     for i, (truth, score) in enumerate(zip(y_true, y_score)):
-        truth = np.asarray(truth)
-        score = _check_scores(score, truth.shape, i)
+        truth = _as_array(truth, name, i)
+        dtype = truth.dtype  # before object arrays of numbers become float64
+        truth = _check_truth(truth, i, names)
+        score = _check_scores(score, truth.shape, i, names)
         if truth.ndim == 2:
             # An image mask, as in MVTec 3D-AD: nonzero = anomalous, 8-connected regions.
             labelled, n_new = ndimage.label(truth != 0, structure=_STRUCTURE_2D)
@@ -171,11 +271,13 @@ def _collect(y_true, y_score, points, region_k):
             ids = labelled[anomalous] - 1
         elif truth.ndim == 1 and truth.dtype == bool:
             anomalous = truth
-            ids, n_new = _knn_regions(truth, None if points is None else points[i], region_k, i)
+            ids, n_new = _knn_regions(
+                truth, None if points is None else points[i], region_k, i, names
+            )
         elif truth.ndim == 1 and np.issubdtype(truth.dtype, np.integer):
             if truth.size and truth.min() < 0:
                 raise ValueError(
-                    f"Sample {i}: integer region labels must be >= 0 (0 = normal), "
+                    f"Sample {i}: {name} integer region labels must be >= 0 (0 = normal), "
                     f"got {truth.min()}."
                 )
             anomalous = truth > 0
@@ -184,12 +286,12 @@ def _collect(y_true, y_score, points, region_k):
             n_new = unique.size
         elif truth.ndim == 1:
             raise ValueError(
-                f"Sample {i}: 1-D y_true must hold integer region labels or a boolean mask, "
-                f"got dtype {truth.dtype}; convert it with .astype(int) or .astype(bool)."
+                f"Sample {i}: 1-D {name} must hold integer region labels or a boolean mask, "
+                f"got dtype {dtype}; convert it with .astype(int) or .astype(bool)."
             )
         else:
             raise ValueError(
-                f"Sample {i}: y_true entries must be 1-D (per point) or 2-D (per pixel), got "
+                f"Sample {i}: {name} entries must be 1-D (per point) or 2-D (per pixel), got "
                 f"shape {truth.shape}. To pass a single sample, wrap it in a list."
             )
         ok_parts.append(score[~anomalous])
@@ -200,13 +302,13 @@ def _collect(y_true, y_score, points, region_k):
     ok_scores = np.concatenate(ok_parts) if ok_parts else np.zeros(0)
     if n_regions == 0:
         raise ValueError(
-            "y_true contains no anomalous region, so the PRO curve is undefined; evaluate on "
+            f"{name} contains no anomalous region, so the PRO curve is undefined; evaluate on "
             "a set that includes defective samples (with cross-validation, every test fold "
             "needs at least one)."
         )
     if ok_scores.size == 0:
         raise ValueError(
-            "y_true contains no normal point, so the false positive rate is undefined."
+            f"{name} contains no normal point, so the false positive rate is undefined."
         )
     return ok_scores, np.concatenate(region_parts), np.concatenate(id_parts), n_regions
 
@@ -277,8 +379,9 @@ def pro_curve(y_true, y_score, *, num_thresholds=100, points=None, region_k=8):
         Ground truth, one entry per sample (an array of shape
         ``(n_samples, ...)`` is split along its first axis). Each entry is one of
 
-        - a 2-D image mask (any dtype, nonzero = anomalous); regions are its
-          8-connected components, exactly as in MVTec 3D-AD;
+        - a 2-D image mask (boolean or real numbers, nonzero = anomalous, no
+          NaN); regions are its 8-connected components, exactly as in MVTec
+          3D-AD;
         - a 1-D integer array of region labels: 0 = normal, each positive id
           one region (ids are per sample, need not be contiguous, and are used
           as given: a 0/1 array is one region per sample);
@@ -289,14 +392,15 @@ def pro_curve(y_true, y_score, *, num_thresholds=100, points=None, region_k=8):
 
         A single sample must be wrapped in a list.
     y_score : list of ndarray
-        Anomaly scores (higher = more anomalous), one array per sample with
-        the shape of the matching ``y_true`` entry. NaN is rejected.
+        Anomaly scores (higher = more anomalous), one real-valued array per
+        sample with the shape of the matching ``y_true`` entry. NaN is
+        rejected; ``+-inf`` are allowed (only the order of scores matters).
     num_thresholds : int >= 2 or None, default=100
         Number of thresholds (the official default is 100). ``None`` uses
         every normal score as a threshold (the exact curve).
     points : list of ndarray of shape (n_i, 3), default=None
-        Coordinates of each cloud; needed for boolean masks only (other
-        entries may be ``None`` or are ignored).
+        Coordinates of each cloud (finite); needed for boolean masks only
+        (other entries may be ``None`` or are ignored).
     region_k : int, default=8
         Neighbours per point of the graph that splits boolean masks into
         regions. Two anomalous points belong to the same region when they are
@@ -314,10 +418,19 @@ def pro_curve(y_true, y_score, *, num_thresholds=100, points=None, region_k=8):
 
     Raises
     ------
+    TypeError
+        If ``y_true``, ``y_score`` or ``points`` is not a list of arrays, or
+        an entry has a complex, string or other non-real dtype (an object array
+        counts as real when all its entries are real numbers).
     ValueError
-        If there is no anomalous region or no normal point in the dataset, if
-        shapes mismatch (the message names the sample), or if a boolean mask
-        comes without ``points``.
+        If there is no sample, no anomalous region or no normal point in the
+        dataset; if the three lists differ in length; if an entry cannot be
+        read as an array (ragged), shapes mismatch, ``y_score`` or a
+        ``y_true`` image mask holds NaN, 1-D labels are negative or neither
+        integer nor boolean; if a boolean mask comes without ``points``, or
+        its points are not an ``(n_i, 3)`` array of finite coordinates; or if
+        ``num_thresholds`` or ``region_k`` is invalid. Per-sample messages
+        name the argument and start with ``Sample i:``.
 
     See Also
     --------
@@ -380,9 +493,12 @@ def au_pro(y_true, y_score, *, integration_limit=0.3, num_thresholds=100, points
 
     Raises
     ------
+    TypeError
+        On non-list inputs or non-real dtypes; see :func:`pro_curve`.
     ValueError
         If the dataset has no anomalous region (e.g. a cross-validation fold
-        without defective samples); see :func:`pro_curve` for the others.
+        without defective samples), if ``integration_limit`` is not in
+        (0, 1]; see :func:`pro_curve` for the others.
 
     See Also
     --------
@@ -406,9 +522,15 @@ def au_pro(y_true, y_score, *, integration_limit=0.3, num_thresholds=100, points
     1.0
     """
     integration_limit = _check_integration_limit(integration_limit)
-    fpr, pro = pro_curve(
-        y_true, y_score, num_thresholds=num_thresholds, points=points, region_k=region_k
-    )
+    return _au_pro(y_true, y_score, integration_limit, num_thresholds, points, region_k)
+
+
+def _au_pro(y_true, y_score, integration_limit, num_thresholds, points, region_k, names=_NAMES):
+    """:func:`au_pro` with a checked ``integration_limit`` and the argument names to report."""
+    num_thresholds = _check_num_thresholds(num_thresholds)
+    region_k = _check_region_k(region_k)
+    collected = _collect(y_true, y_score, points, region_k, names)
+    fpr, pro = _pro_from_collected(*collected, num_thresholds)
     area = _trapezoid_to(fpr, pro, integration_limit) / integration_limit
     return float(min(max(area, 0.0), 1.0))
 
@@ -423,10 +545,12 @@ def cloud_roc_auc(y_true, y_score):
     ----------
     y_true : list of ndarray
         Per-point (or per-pixel) labels per sample: integer region labels,
-        boolean masks or image masks; nonzero = anomalous.
+        boolean masks or image masks; nonzero = anomalous. 1-D labels must be
+        >= 0; NaN is rejected.
     y_score : list of ndarray
-        Per-point anomaly scores (higher = more anomalous), one array per
-        sample with the shape of its ``y_true`` entry.
+        Per-point anomaly scores (higher = more anomalous), one real-valued
+        array per sample with the shape of its ``y_true`` entry. NaN is
+        rejected; ``+-inf`` are allowed (the AUC depends on the order only).
 
     Returns
     -------
@@ -435,9 +559,14 @@ def cloud_roc_auc(y_true, y_score):
 
     Raises
     ------
+    TypeError
+        If ``y_true`` or ``y_score`` is not a list of arrays, or an entry has
+        a complex, string or other non-real dtype.
     ValueError
-        If all samples are normal or all are anomalous, or on mismatching or
-        empty samples.
+        If there is no sample, all samples are normal or all are anomalous;
+        on lists of different lengths, ragged, mismatching or empty samples,
+        NaN, or negative 1-D labels (per-sample messages start with
+        ``Sample i:`` and name the argument).
 
     See Also
     --------
@@ -453,41 +582,64 @@ def cloud_roc_auc(y_true, y_score):
     >>> cloud_roc_auc(y_true, y_score)
     1.0
     """
-    y_true = _as_samples(y_true, "y_true")
-    y_score = _as_samples(y_score, "y_score")
-    if len(y_true) != len(y_score):
-        raise ValueError(f"y_true has {len(y_true)} samples but y_score has {len(y_score)}.")
+    return _cloud_roc_auc(y_true, y_score)
+
+
+def _cloud_roc_auc(y_true, y_score, names=_NAMES):
+    """:func:`cloud_roc_auc` with the argument names to report."""
+    y_true, y_score, _ = _check_lengths(y_true, y_score, None, names)
+    name = names["y_true"]
     labels = np.empty(len(y_true), dtype=int)
     scores = np.empty(len(y_true), dtype=np.float64)
     for i, (truth, score) in enumerate(zip(y_true, y_score)):
-        truth = np.asarray(truth)
-        score = _check_scores(score, truth.shape, i)
+        truth = _check_truth(truth, i, names)
+        if truth.ndim == 1 and truth.dtype != bool and truth.size and truth.min() < 0:
+            raise ValueError(
+                f"Sample {i}: {name} point labels must be >= 0 (0 = normal, positive = "
+                f"anomalous), got {truth.min()}."
+            )
+        score = _check_scores(score, truth.shape, i, names)
         if score.size == 0:
-            raise ValueError(f"Sample {i} is empty.")
+            raise ValueError(
+                f"Sample {i} is empty: {name} and {names['y_score']} hold no point, so the "
+                "cloud has no score."
+            )
         labels[i] = np.any(truth != 0)
         scores[i] = score.max()
     if np.unique(labels).size < 2:
         kind = "anomalous" if labels.size and labels[0] else "normal"
         raise ValueError(
             f"cloud_roc_auc needs both normal and anomalous samples, but all {labels.size} "
-            f"samples are {kind}."
+            f"samples are {kind} in {name}."
         )
-    return float(roc_auc_score(labels, scores))
+    # The AUC depends on the order of the cloud scores only: their dense ranks give the same
+    # value, and let +-inf through (roc_auc_score refuses them).
+    ranks = np.unique(scores, return_inverse=True)[1].reshape(-1)
+    return float(roc_auc_score(labels, ranks))
 
 
 # --------------------------------------------------------------------------- #
 # scorers: callables (estimator, X, y) for GridSearchCV and cross_val_score
 # --------------------------------------------------------------------------- #
-def _anomaly_scores(estimator, X):
-    """Per-point anomaly scores: minus ``score_samples`` (higher = more normal)."""
-    scores = estimator.score_samples(X)
-    scores = [-np.asarray(s, dtype=np.float64) for s in scores]
+def _anomaly_scores(estimator, X, y):
+    """Checked ``y``, per-point anomaly scores ``-score_samples(X)`` and the argument names.
+
+    ``score_samples`` is higher for more normal points; the names are the ones the metrics
+    report errors with (``y``, ``X`` and ``<Estimator>.score_samples(X)``).
+    """
+    y = _as_samples(y, "y")
+    if len(y) != len(X):
+        raise ValueError(f"y has {len(y)} samples but X has {len(X)}.")
+    name = f"{type(estimator).__name__}.score_samples(X)"
+    scores = _as_samples(estimator.score_samples(X), name)
     if len(scores) != len(X):
         raise ValueError(
             f"{type(estimator).__name__}.score_samples returned {len(scores)} arrays for "
             f"{len(X)} clouds."
         )
-    return scores
+    # Checked before negating: numpy cannot negate booleans, and would keep complex values.
+    scores = [-_as_real(_as_array(s, name, i), name, i) for i, s in enumerate(scores)]
+    return y, scores, {"y_true": "y", "y_score": name, "points": "X"}
 
 
 class _AUPROScorer:
@@ -503,14 +655,16 @@ class _AUPROScorer:
         self.region_k = _check_region_k(region_k)
 
     def __call__(self, estimator, X, y):
-        X = list(X)
-        return au_pro(
+        X = _as_samples(X, "X")
+        y, scores, names = _anomaly_scores(estimator, X, y)
+        return _au_pro(
             y,
-            _anomaly_scores(estimator, X),
-            integration_limit=self.integration_limit,
-            num_thresholds=self.num_thresholds,
-            points=X,  # only read for boolean masks
-            region_k=self.region_k,
+            scores,
+            self.integration_limit,
+            self.num_thresholds,
+            X,  # points: only read for boolean masks
+            self.region_k,
+            names,
         )
 
     def __repr__(self):
@@ -524,7 +678,9 @@ class _CloudAUROCScorer:
     """Cloud-level ROC AUC of ``-min(estimator.score_samples(X)[i])``."""
 
     def __call__(self, estimator, X, y):
-        return cloud_roc_auc(y, _anomaly_scores(estimator, list(X)))
+        X = _as_samples(X, "X")
+        y, scores, names = _anomaly_scores(estimator, X, y)
+        return _cloud_roc_auc(y, scores, names)
 
     def __repr__(self):
         return "cloud_auroc_scorer"
@@ -552,7 +708,16 @@ def make_au_pro_scorer(integration_limit=0.3, num_thresholds=100, region_k=8):
     Returns
     -------
     scorer : callable
-        Picklable, so it works with ``n_jobs > 1``.
+        Picklable, so it works with ``n_jobs > 1``. Calling it raises the
+        errors of :func:`au_pro`, with the arguments named ``y``, ``X`` and
+        ``<Estimator>.score_samples(X)``; a ``score_samples`` that returns
+        other than one real array per cloud raises TypeError/ValueError.
+
+    Raises
+    ------
+    ValueError
+        If ``integration_limit``, ``num_thresholds`` or ``region_k`` is
+        invalid (checked here, not inside a cross-validation loop).
 
     Notes
     -----

@@ -569,3 +569,159 @@ def test_fold_without_defects():
         scores = cross_val_score(ToyDetector(), X, y, scoring=au_pro_scorer, cv=KFold(2))
     assert scores[0] == 1.0 and np.isnan(scores[1])
     assert any("no anomalous region" in str(w.message) for w in caught)
+
+
+# --------------------------------------------------------------------------- #
+# malformed inputs: a ValueError/TypeError naming the argument and the sample
+# --------------------------------------------------------------------------- #
+def _labels_and_scores(n_samples=4):
+    y_true = [np.array([0, 0, 1, 1, 0]) for _ in range(n_samples)]
+    y_score = [np.array([0.1, 0.2, 0.9, 0.8, 0.3]) + i for i in range(n_samples)]
+    return y_true, y_score
+
+
+@pytest.mark.parametrize("metric", [pro_curve, au_pro, cloud_roc_auc])
+def test_complex_scores_are_rejected_without_truncation(metric):
+    y_true, y_score = _labels_and_scores()
+    y_true[0] = np.zeros(5, int)  # cloud_roc_auc needs a normal cloud
+    y_score[3] = y_score[3] + 0.5j
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning, no silent .real
+        with pytest.raises(TypeError, match=r"Sample 3: y_score has complex dtype complex128"):
+            metric(y_true, y_score)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_points_are_rejected_with_the_sample_and_point(bad):
+    rng = np.random.default_rng(0)
+    points = [rng.random((6, 3)) for _ in range(3)]
+    points[1][4, 2] = bad
+    y_true = [np.array([0, 0, 0, 1, 1, 0], bool) for _ in range(3)]
+    y_score = [rng.random(6) for _ in range(3)]
+    for metric in (pro_curve, au_pro):
+        with pytest.raises(ValueError, match=r"Sample 1: points contains NaN or infinite .*point 4"):
+            metric(y_true, y_score, points=points)
+
+
+def _bool_case(points):
+    return [np.array([False, True, False])], [np.array([1.0, 2.0, 0.0])], {"points": points}
+
+
+@pytest.mark.parametrize(
+    "y_true, y_score, kwargs, error, match",
+    [
+        ([], [], {}, ValueError, r"y_true is empty"),
+        ([np.array([0, 1])], [[1.0, [2.0, 3.0]]], {}, ValueError, r"Sample 0: y_score could not be read"),
+        ([[0, [1, 1]]], [np.array([1.0, 2.0])], {}, ValueError, r"Sample 0: y_true could not be read"),
+        ([np.array([0, 1])], [None], {}, TypeError, r"Sample 0: y_score .*object"),
+        ([np.array([0, 1])], [np.array([1.0, None], dtype=object)], {}, TypeError,
+         r"Sample 0: y_score .*None"),
+        ([np.array([0, 1])], [np.array(["1.0", "2"])], {}, TypeError, r"Sample 0: y_score has string dtype"),
+        ([np.array([0, 1])], [np.array([1.0, "a"], dtype=object)], {}, TypeError, r"Sample 0: y_score .*'a'"),
+        ([np.array([0, 1])], [np.array([1.0, 2.0]).astype("M8[s]")], {}, TypeError,
+         r"Sample 0: y_score has dtype datetime64"),
+        ([np.array([[0, 1]]), np.array([["a", "b"]])], [np.ones((1, 2))] * 2, {}, TypeError,
+         r"Sample 1: y_true .*dtype <U1"),
+        ([np.array([[0, 1j]])], [np.ones((1, 2))], {}, TypeError, r"Sample 0: y_true has complex dtype"),
+        ([np.array([0, 1j])], [np.ones(2)], {}, TypeError, r"Sample 0: y_true has complex dtype"),
+        ([np.array([[0, 1, np.nan]])], [np.ones((1, 3))], {}, ValueError, r"Sample 0: y_true contains NaN"),
+        ([np.array([0, 1])], [np.array([1.0, np.nan])], {}, ValueError,
+         r"Sample 0: y_score contains NaN .*index 1"),
+        ([np.array([0, 1])], [[10**400, 1]], {}, ValueError,
+         r"Sample 0: y_score holds a number that float64"),
+        (*_bool_case([None]), ValueError, r"Sample 0: .*pass points"),
+        (*_bool_case([np.zeros((3, 3), complex)]), TypeError, r"Sample 0: points has complex dtype"),
+        (*_bool_case([np.zeros((3, 2))]), ValueError, r"Sample 0: points must have shape \(3, 3\)"),
+        (*_bool_case([[[0, 0, 0], [1, 1]]]), ValueError, r"Sample 0: points could not be read"),
+        (*_bool_case([np.full((3, 3), "x")]), TypeError, r"Sample 0: points has string dtype"),
+        (*_bool_case("abc"), TypeError, r"points must be a list"),
+    ],
+)
+@pytest.mark.parametrize("metric", [pro_curve, au_pro])
+def test_malformed_inputs(metric, y_true, y_score, kwargs, error, match):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(error, match=match):
+            metric(y_true, y_score, **kwargs)
+
+
+def test_infinite_scores_are_ranked():
+    # +-inf are valid anomaly scores (e.g. minus a log-density); only their order matters.
+    y_true = [np.array([0, 0, 1, 1, 0]), np.zeros(3, int), np.array([0, 1, 0]), np.zeros(2, int)]
+    finite = [np.array([0.1, 0.2, 9.0, 0.8, 0.3]), np.array([0.5, -9.0, 0.1]),
+              np.array([0.0, 0.4, 0.1]), np.array([0.2, 0.3])]
+    infinite = [np.where(s == 9.0, np.inf, np.where(s == -9.0, -np.inf, s)) for s in finite]
+    assert cloud_roc_auc(y_true, infinite) == cloud_roc_auc(y_true, finite) == pytest.approx(0.75)
+    assert au_pro(y_true, infinite) == au_pro(y_true, finite)
+
+
+@pytest.mark.parametrize(
+    "y_true, y_score, error, match",
+    [
+        ([], [], ValueError, r"y_true is empty"),
+        ([np.array([0, 1]), np.array([0, 0])], [np.ones(2), np.array([1.0, 1j])], TypeError,
+         r"Sample 1: y_score has complex dtype"),
+        ([np.array([0, 1]), np.array([0.0, np.nan])], [np.ones(2), np.ones(2)], ValueError,
+         r"Sample 1: y_true contains NaN"),
+        ([np.array([0, 1]), np.array([0, -1])], [np.ones(2), np.ones(2)], ValueError,
+         r"Sample 1: y_true .*must be >= 0"),
+        ([np.array([0, 1]), np.array(["0", "0"])], [np.ones(2), np.ones(2)], TypeError,
+         r"Sample 1: y_true has string dtype"),
+        ([np.array([0, 1]), np.array([0, None], dtype=object)], [np.ones(2), np.ones(2)], TypeError,
+         r"Sample 1: y_true .*None"),
+        ([np.array([0, 1]), np.array([0, 0])], [np.ones(2), [[1.0], [1.0, 2.0]]], ValueError,
+         r"Sample 1: y_score could not be read"),
+        ([np.array([0, 1]), np.zeros(0, int)], [np.ones(2), np.zeros(0)], ValueError, r"Sample 1 is empty"),
+    ],
+)
+def test_cloud_roc_auc_malformed_inputs(y_true, y_score, error, match):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(error, match=match):
+            cloud_roc_auc(y_true, y_score)
+
+
+class _Returns(BaseEstimator):
+    """A stand-in detector whose score_samples returns a fixed object."""
+
+    def __init__(self, scores=None):
+        self.scores = scores
+
+    def score_samples(self, X):
+        return self.scores
+
+
+@pytest.mark.parametrize("scorer", [au_pro_scorer, cloud_auroc_scorer])
+def test_scorers_reject_malformed_score_samples(scorer):
+    X, y = _toy_clouds()
+    good = [-np.linalg.norm(x, axis=1) for x in X]
+    complex_ = [s.astype(complex) for s in good]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match=r"Sample 0: _Returns.score_samples\(X\) has complex dtype"):
+            scorer(_Returns(complex_), X, y)
+        with pytest.raises(TypeError, match=r"_Returns.score_samples\(X\) must be a list"):
+            scorer(_Returns(None), X, y)
+        with pytest.raises(ValueError, match=r"returned 7 arrays for 8 clouds"):
+            scorer(_Returns(good[:7]), X, y)
+        nan = [s.copy() for s in good]
+        nan[2][5] = np.nan
+        with pytest.raises(ValueError, match=r"Sample 2: _Returns.score_samples\(X\) contains NaN"):
+            scorer(_Returns(nan), X, y)
+        with pytest.raises(ValueError, match=r"y has 7 samples but X has 8"):
+            scorer(_Returns(good), X, y[:7])
+        with pytest.raises(ValueError, match=r"Sample 1: _Returns.score_samples\(X\) has shape"):
+            scorer(_Returns([good[0], good[1][:3], *good[2:]]), X, y)
+    # bool scores are read as 0/1 (numpy cannot negate a boolean array)
+    as_bool = [s < -5 for s in good]
+    assert au_pro_scorer(_Returns(as_bool), X, y) == au_pro(y, [-s.astype(float) for s in as_bool])
+
+
+def test_scorer_names_non_finite_clouds_as_X():
+    X, y = _toy_clouds()
+    X[3] = X[3].copy()
+    X[3][1] = np.nan
+    masks = [t.astype(bool) for t in y]
+    scores = [-np.ones(len(x)) for x in X]
+    with pytest.raises(ValueError, match=r"Sample 3: X contains NaN or infinite coordinates .*point 1"):
+        au_pro_scorer(_Returns(scores), X, masks)

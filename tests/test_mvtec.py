@@ -1,5 +1,7 @@
 """Tests for MVTec 3D-AD loading and score-to-image conversion (harmonic / nearest fill)."""
 
+import shutil
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
-from _fake_mvtec import write_fake_mvtec
+from _fake_mvtec import fake_xyz, write_fake_mvtec
 from skst3d.datasets import _harmonic, load_mvtec3d, scores_to_image
 from skst3d.datasets._harmonic import harmonic_fill
 
@@ -249,3 +251,149 @@ def test_mvtec_train_split_and_options(mvtec_root):
         load_mvtec3d(root, "widget", split="val")
     with pytest.raises(ValueError, match="not found"):
         load_mvtec3d(root, "widget", defect_types=["scratch"])
+
+
+# --------------------------------------------------------------------------- loader errors
+def _small_tree(tmp_path, **kwargs):
+    options = {"shape": (24, 28), "n_per_type": 2, "defect_types": ("crack",), "defect": (10, 13, 12, 16),
+               "half_size": (6, 7)}
+    return write_fake_mvtec(tmp_path, **{**options, **kwargs})
+
+
+def _truncate(path, n_bytes):
+    data = path.read_bytes()
+    path.write_bytes(data[:n_bytes] if n_bytes >= 0 else data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("n_bytes", [0, 4, 100, -1])  # empty, header only, broken IFD, half the data
+def test_mvtec_truncated_tiff_names_the_file(tmp_path, n_bytes):
+    root = _small_tree(tmp_path)
+    bad = root / "widget" / "test" / "crack" / "xyz" / "001.tiff"
+    _truncate(bad, n_bytes)
+    with pytest.raises(ValueError, match="cannot read the TIFF") as info:
+        load_mvtec3d(root, "widget")
+    assert str(bad) in str(info.value)
+    assert info.value.__cause__ is not None  # raised from the reader's exception
+
+
+@pytest.mark.parametrize("n_bytes", [0, 10, 60, -1])
+def test_mvtec_truncated_png_names_the_file(tmp_path, n_bytes):
+    root = _small_tree(tmp_path)
+    bad = root / "widget" / "test" / "crack" / "gt" / "000.png"
+    _truncate(bad, n_bytes)
+    with pytest.raises(ValueError, match="cannot read the PNG") as info:
+        load_mvtec3d(root, "widget")
+    assert str(bad) in str(info.value)
+    assert info.value.__cause__ is not None
+
+
+def test_mvtec_xyz_with_wrong_shape_or_dtype_names_the_file(tmp_path):
+    import tifffile
+
+    root = _small_tree(tmp_path)
+    bad = root / "widget" / "train" / "good" / "xyz" / "000.tiff"
+    tifffile.imwrite(bad, np.zeros((24, 28), np.float32))
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) xyz image") as info:
+        load_mvtec3d(root, "widget", split="train")
+    assert str(bad) in str(info.value)
+    tifffile.imwrite(bad, np.ones((24, 28, 3), np.complex64), photometric="minisblack")
+    with pytest.raises(ValueError, match="complex64") as info:
+        load_mvtec3d(root, "widget", split="train")
+    assert str(bad) in str(info.value)
+
+
+def test_mvtec_empty_or_misplaced_folders_raise(tmp_path):
+    root = _small_tree(tmp_path)
+    test = root / "widget" / "test"
+    # an xyz folder without TIFFs
+    for f in (test / "crack" / "xyz").iterdir():
+        f.unlink()
+    with pytest.raises(ValueError, match="no .tiff file") as info:
+        load_mvtec3d(root, "widget")
+    assert str(test / "crack" / "xyz") in str(info.value)
+    # defect folders without xyz/: nothing to read, say what was found and what is expected
+    shutil.rmtree(test / "crack" / "xyz")
+    shutil.rmtree(test / "good" / "xyz")
+    with pytest.raises(ValueError, match=r"no defect-type folder .*crack.*good.*xyz/NNN\.tiff") as info:
+        load_mvtec3d(root, "widget")
+    assert str(test) in str(info.value)
+    # an empty split folder
+    shutil.rmtree(test)
+    test.mkdir()
+    with pytest.raises(ValueError, match=r"is empty.*<good or defect type>/xyz/NNN\.tiff") as info:
+        load_mvtec3d(root, "widget")
+    assert str(test) in str(info.value)
+    # missing category / split / root: FileNotFoundError naming the missing folder and what exists
+    with pytest.raises(FileNotFoundError, match=r"no category folder 'gadget'.*\['widget'\]"):
+        load_mvtec3d(root, "gadget")
+    with pytest.raises(FileNotFoundError, match=r"no split folder 'validation'.*\['test', 'train'\]"):
+        load_mvtec3d(root, "widget", split="validation")
+    with pytest.raises(FileNotFoundError, match="root folder .* does not exist"):
+        load_mvtec3d(tmp_path / "absent", "widget")
+
+
+def test_mvtec_defect_type_without_xyz_is_named(tmp_path):
+    root = _small_tree(tmp_path)
+    shutil.rmtree(root / "widget" / "test" / "crack" / "xyz")
+    with pytest.raises(ValueError, match=r"\['crack'\] not found .*\['good'\]"):
+        load_mvtec3d(root, "widget", defect_types=["crack"])
+
+
+def test_mvtec_scan_without_points_raises(tmp_path):
+    import tifffile
+
+    root = _small_tree(tmp_path)
+    bad = root / "widget" / "test" / "good" / "xyz" / "001.tiff"
+    tifffile.imwrite(bad, np.zeros((24, 28, 3), np.float32), photometric="minisblack")
+    with pytest.raises(ValueError, match=r"no valid point .*\(0, 0, 0\)") as info:
+        load_mvtec3d(root, "widget", remove_background=False)
+    assert str(bad) in str(info.value)
+    # a scan of the background plane alone: everything is removed as background
+    xyz, _, _ = fake_xyz(np.random.default_rng(0), (24, 28), half_size=(0, 0))
+    tifffile.imwrite(bad, xyz, photometric="minisblack")
+    with pytest.raises(ValueError, match="background removal left no point") as info:
+        load_mvtec3d(root, "widget")
+    assert str(bad) in str(info.value)
+    assert len(load_mvtec3d(root, "widget", remove_background=False).clouds) == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"max_samples": -1}, ValueError, r"max_samples must be None or a positive int.*-1"),
+        ({"max_samples": 0}, ValueError, r"max_samples .* got 0"),
+        ({"max_samples": 1.5}, TypeError, r"max_samples .* got 1\.5 of type float"),
+        ({"max_samples": True}, TypeError, r"max_samples .* got True"),
+        ({"max_samples": "2"}, TypeError, r"max_samples .* got '2'"),
+        ({"border": -1}, ValueError, r"border must be a positive int.*-1"),
+        ({"border": 0}, ValueError, r"border .* got 0"),
+        ({"border": 2.5}, TypeError, r"border .* got 2\.5"),
+        ({"background_threshold": -0.1}, ValueError, r"background_threshold must be .*> 0.*-0\.1"),
+        ({"background_threshold": 0}, ValueError, r"background_threshold .* got 0"),
+        ({"background_threshold": float("nan")}, ValueError, r"background_threshold .* got nan"),
+        ({"background_threshold": float("inf")}, ValueError, r"background_threshold .* got inf"),
+        ({"background_threshold": "0.1"}, TypeError, r"background_threshold .* got '0\.1'"),
+        ({"remove_background": "no"}, TypeError, r"remove_background must be a bool.*'no'"),
+        ({"defect_types": "crack"}, TypeError, r"defect_types must be .*list.*'crack'"),
+        ({"defect_types": []}, ValueError, r"defect_types is empty"),
+        ({"defect_types": ["good", 3]}, TypeError, r"defect_types\[1\] must be a str.*3"),
+        ({"category": None}, TypeError, r"category must be a str.*None"),
+        ({"category": ""}, ValueError, r"category must be the name of one folder.*''"),
+        ({"category": "widget/test"}, ValueError, r"category must be the name of one folder.*'widget/test'"),
+        ({"split": "val"}, ValueError, r"split must be one of"),
+        ({"root": None}, TypeError, r"root must be a str or path-like.*None"),
+        ({"random_state": "abc"}, ValueError, r"random_state.*'abc'"),
+    ],
+)
+def test_mvtec_argument_validation(tmp_path, kwargs, error, match):
+    root = _small_tree(tmp_path)
+    args = {"root": root, "category": "widget", **kwargs}
+    with pytest.raises(error, match=match):
+        load_mvtec3d(**args)
+
+
+def test_mvtec_max_samples_reads_the_first_files(tmp_path):
+    root = _small_tree(tmp_path, n_per_type={"train": 3, "test": 3})
+    data = load_mvtec3d(root, "widget", max_samples=2)
+    assert [p[-8:] for p in data.paths] == ["000.tiff", "001.tiff"] * 2
+    assert len(load_mvtec3d(root, "widget", max_samples=np.int64(5)).clouds) == 6
