@@ -210,7 +210,8 @@ def sample_rows(cloud: np.ndarray, n_points, seed) -> np.ndarray | None:
         return None
     from .geometry import farthest_point_sampling
 
-    return farthest_point_sampling(torch.from_numpy(cloud), n_points, random_state=seed).numpy()
+    centred = torch.from_numpy(np.asarray(cloud, dtype=np.float64) - cloud.mean(axis=0))
+    return farthest_point_sampling(centred, n_points, random_state=seed).numpy()
 
 
 def prepare_clouds(clouds, k, *, device, backend="auto", scale=None, n_points=None, seed=0):
@@ -226,6 +227,11 @@ def prepare_clouds(clouds, k, *, device, backend="auto", scale=None, n_points=No
     ----------
     clouds : list of ndarray of shape (n_i, 3), float64
         As returned by :func:`skst3d._validation.check_point_clouds`.
+
+    Notes
+    -----
+    Networks that see absolute coordinates (the paper's ablation) see them relative to each
+    cloud's centroid.
     k : int
     device : torch.device
     backend : str
@@ -243,7 +249,7 @@ def prepare_clouds(clouds, k, *, device, backend="auto", scale=None, n_points=No
     for cloud in clouds:
         sample = sample_rows(cloud, n_points, seed)
         kept = cloud if sample is None else cloud[sample]
-        origin = np.zeros(3)
+        origin = kept.mean(axis=0, dtype=np.float64)
         centred = torch.as_tensor(kept - origin, dtype=torch.float32, device=device)
         idx, dist = knn_graph(centred, k, backend=backend)
         points.append(centred)

@@ -76,6 +76,9 @@ class LocalErrorReference:
         Its regression error.
     n_neighbors : int
         Training points per query whose errors give the local mean and deviation.
+    origin : ndarray of shape (m,), optional
+        Subtracted from training and query keys (in float64) before they are stored in
+        float32: positions far from the origin keep their resolution.
 
     Examples
     --------
@@ -86,16 +89,26 @@ class LocalErrorReference:
     array([0., 0.])
     """
 
-    def __init__(self, keys: np.ndarray, errors: np.ndarray, n_neighbors: int):
-        self.keys = np.ascontiguousarray(keys, dtype=np.float32)
+    def __init__(self, keys: np.ndarray, errors: np.ndarray, n_neighbors: int, origin=None):
+        self.origin = None if origin is None else np.asarray(origin, dtype=np.float64)
+        self.keys = self._stored(keys)
         self.errors = np.asarray(errors, dtype=np.float64)
         self.n_neighbors = int(n_neighbors)
         self.std_floor = _STD_FLOOR * float(self.errors.std())
         self._tree = None
 
+    def _stored(self, keys):
+        keys = np.asarray(keys, dtype=np.float64 if self.origin is not None else None)
+        if self.origin is not None:
+            keys = keys - self.origin
+        return np.ascontiguousarray(keys, dtype=np.float32)
+
     def __getstate__(self):
         # The k-d tree is rebuilt on first use after unpickling rather than stored.
         return {**self.__dict__, "_tree": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update({"origin": None, **state})
 
     def normalize(self, keys: np.ndarray, errors: np.ndarray) -> np.ndarray:
         """``(error - local mean) / local standard deviation`` for every query point."""
@@ -103,7 +116,7 @@ class LocalErrorReference:
             from scipy.spatial import cKDTree
 
             self._tree = cKDTree(self.keys)  # built once, reused for every scored cloud
-        queries = np.asarray(keys, dtype=np.float32)
+        queries = self._stored(keys)
         local = self.errors[nearest_reference(self.keys, queries, self.n_neighbors, self._tree)]
         std = np.maximum(local.std(axis=1), max(self.std_floor, 1e-12))
         return (np.asarray(errors, dtype=np.float64) - local.mean(axis=1)) / std

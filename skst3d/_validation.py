@@ -36,7 +36,7 @@ def _check_numeric(arr, what):
 
 
 def check_point_clouds(X, *, min_points=1, name="X", reason=None):
-    """Validate a collection of point clouds and convert it to float32 numpy arrays.
+    """Validate a collection of point clouds and convert it to float64 numpy arrays.
 
     Parameters
     ----------
@@ -55,10 +55,11 @@ def check_point_clouds(X, *, min_points=1, name="X", reason=None):
 
     Returns
     -------
-    clouds : list of ndarray of shape (n_i, 3), dtype float32
-        C-contiguous float32 copies (or the inputs themselves when they already are).
-        float64, integer, bool, float16 and bfloat16 inputs are converted to float32
-        (half-precision inputs are upcast exactly; float64 is rounded).
+    clouds : list of ndarray of shape (n_i, 3), dtype float64
+        C-contiguous float64 copies (or the inputs themselves when they already are). Every
+        numeric input converts exactly (float32, integers up to 2**53, bool, float16 and
+        bfloat16): scans far from the origin keep their resolution until the estimators remove
+        each cloud's own offset, before anything is cast to float32.
 
     Raises
     ------
@@ -75,7 +76,7 @@ def check_point_clouds(X, *, min_points=1, name="X", reason=None):
     >>> from skst3d._validation import check_point_clouds
     >>> clouds = check_point_clouds([np.zeros((4, 3)), [[0, 0, 1], [1, 0, 0]]])
     >>> [c.shape for c in clouds], clouds[0].dtype
-    ([(4, 3), (2, 3)], dtype('float32'))
+    ([(4, 3), (2, 3)], dtype('float64'))
     >>> check_point_clouds(np.zeros((5, 3)))
     Traceback (most recent call last):
     ...
@@ -136,14 +137,13 @@ def check_point_clouds(X, *, min_points=1, name="X", reason=None):
                 )
             message += f" ({reason})." if reason else "."
             raise ValueError(message)
-        with np.errstate(over="ignore"):  # float64 beyond float32's range: reported below
-            arr = np.ascontiguousarray(arr, dtype=np.float32)
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
         finite = np.isfinite(arr).all(axis=1)
         if not finite.all():
             bad = int(np.flatnonzero(~finite)[0])
             raise ValueError(
                 f"{what} contains NaN or infinite coordinates (first at point {bad}: "
-                f"{arr[bad].tolist()}), after conversion to float32."
+                f"{arr[bad].tolist()})."
             )
         clouds.append(arr)
     return clouds

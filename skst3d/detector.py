@@ -365,7 +365,10 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         if self.score_normalization == "descriptor" and keys.shape[0] > _DESCRIPTOR_REFERENCE_SIZE:
             keep = np.sort(rng.choice(keys.shape[0], _DESCRIPTOR_REFERENCE_SIZE, replace=False))
             keys, errors = keys[keep], errors[keep]
-        return LocalErrorReference(keys, errors, self.n_normalization_neighbors)
+        origin = None
+        if self.score_normalization == "location":  # positions relative to the training centroid
+            origin = np.mean([clouds[i].mean(axis=0) for i in train_idx], axis=0)
+        return LocalErrorReference(keys, errors, self.n_normalization_neighbors, origin)
 
     def _normalization_keys(self, cloud, targets, input_cloud):
         """Where a point lies for normalisation: its position, or its teacher descriptor."""

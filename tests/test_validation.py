@@ -20,7 +20,7 @@ def test_accepts_lists_tuples_tensors_and_nested_lists():
         clouds = check_point_clouds(X)
         assert [x.shape for x in clouds] == [(4, 3), (2, 3), (3, 3)]
         for x in clouds:
-            assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
+            assert isinstance(x, np.ndarray) and x.dtype == np.float64 and x.flags.c_contiguous
         np.testing.assert_array_equal(clouds[0], a)
         np.testing.assert_array_equal(clouds[1], b.detach().numpy())
 
@@ -34,19 +34,19 @@ def test_single_3d_array_or_tensor_is_a_batch():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64, torch.int32])
-def test_torch_dtypes_are_converted_to_float32(dtype):
+def test_torch_dtypes_are_converted_to_float64_exactly(dtype):
     cloud = torch.tensor([[0.5, 1.0, -2.0], [3.0, 0.0, 1.0]]).to(dtype)
     (out,) = check_point_clouds([cloud])
-    assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, cloud.float().numpy())
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, cloud.double().numpy())
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64, np.uint8])
-def test_numpy_dtypes_are_converted_to_float32(dtype):
+def test_numpy_dtypes_are_converted_to_float64_exactly(dtype):
     cloud = np.array([[0.5, 1.0, 2.0], [3.0, 0.0, 1.0]]).astype(dtype)
     (out,) = check_point_clouds([cloud])
-    assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, cloud.astype(np.float32))
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, cloud.astype(np.float64))
 
 
 def test_non_contiguous_is_made_contiguous():
@@ -60,8 +60,8 @@ def test_non_contiguous_is_made_contiguous():
     assert out_t.flags.c_contiguous
 
 
-def test_float32_contiguous_input_is_not_copied():
-    cloud = np.zeros((4, 3), dtype=np.float32)
+def test_float64_contiguous_input_is_not_copied():
+    cloud = np.zeros((4, 3), dtype=np.float64)
     (out,) = check_point_clouds([cloud])
     assert out is cloud
 
@@ -116,10 +116,14 @@ def test_nan_inf_names_cloud_and_first_point(value):
         check_point_clouds([np.zeros((3, 3)), bad])
 
 
-def test_float64_overflowing_float32_is_reported():
-    bad = np.zeros((3, 3))
-    bad[1, 1] = 1e300
-    with pytest.raises(ValueError, match=r"X\[0\].*point 1.*float32"):
+def test_far_from_origin_float64_keeps_its_resolution():
+    # 1e300 was an overflow when clouds were float32; millimetre scans at 5e6 must stay exact
+    far = np.array([[5e5, 5.4e6, 0.0], [5e5 + 0.001, 5.4e6, 0.0], [1e300, 0.0, 0.0]])
+    (out,) = check_point_clouds([far])
+    np.testing.assert_array_equal(out, far)
+    bad = far.copy()
+    bad[1, 1] = np.inf
+    with pytest.raises(ValueError, match=r"X\[0\].*point 1"):
         check_point_clouds([bad])
 
 
@@ -172,8 +176,8 @@ def test_valid_clouds_round_trip(clouds):
     out = check_point_clouds(clouds)
     assert len(out) == len(clouds)
     for a, b in zip(out, clouds):
-        assert a.dtype == np.float32 and a.flags.c_contiguous
-        np.testing.assert_array_equal(a, b.astype(np.float32))
+        assert a.dtype == np.float64 and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, b.astype(np.float64))
 
 
 # ----------------------------------------------------------------------------- check_point_labels
