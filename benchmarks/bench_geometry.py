@@ -24,11 +24,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _results import markdown_table, write_section  # noqa: E402
 
-from skst3d import _keops  # noqa: E402
 from skst3d.geometry import (  # noqa: E402
-    _fps_torch,
     chamfer_distance,
     farthest_point_sampling,
+    keops_available,
     knn_graph,
     receptive_fields,
 )
@@ -71,7 +70,7 @@ def fmt(seconds):
 def bench_knn(rows, devices, quick):
     sizes = [4096, 16384] if quick else [4096, 16384, 65536]
     for device in devices:
-        backends = ["kdtree", "torch"] + (["keops"] if _keops.keops_available(device) else [])
+        backends = ["kdtree", "torch"] + (["keops"] if keops_available(device) else [])
         if "keops" in backends:  # compile outside the timings
             knn_graph(surface(100, device=device), K, backend="keops")
         device_sizes = sizes + ([262144] if device == "cuda" and not quick else [])
@@ -98,7 +97,7 @@ def bench_chamfer(rows, devices, quick):
     g = np.random.default_rng(2)
     sizes = g.integers(int(field * 0.8), int(field * 1.2), n_fields)
     for device in devices:
-        backends = ["torch"] + (["keops"] if _keops.keops_available(device) else [])
+        backends = ["torch"] + (["keops"] if keops_available(device) else [])
         targets = [surface(int(s), seed=i, device=device) - 0.5 for i, s in enumerate(sizes)]
         pred = (surface(n_fields * m, seed=99, device=device) - 0.5).view(n_fields, m, 3)
         for backend in backends:
@@ -134,6 +133,16 @@ def plain_numpy_fps(coords, n_samples, first):
     return out
 
 
+def plain_torch_fps(points, n_samples, first):
+    """Farthest point sampling, the plain loop in torch: every pick updates every point."""
+    min_dist = torch.full((points.shape[0],), float("inf"), dtype=points.dtype)
+    chosen = [first]
+    for _ in range(n_samples - 1):
+        min_dist = torch.minimum(min_dist, (points - points[chosen[-1]]).pow(2).sum(1))
+        chosen.append(int(min_dist.argmax()))
+    return torch.tensor(chosen)
+
+
 def bench_fps(rows, devices, quick):
     n, m = (50_000, 16_000) if quick else (200_000, 64_000)
     for device in devices:
@@ -147,7 +156,7 @@ def bench_fps(rows, devices, quick):
             part = m // 16
             baselines = {
                 "plain numpy loop": lambda: plain_numpy_fps(points.numpy(), part, 0),
-                "plain torch loop": lambda: _fps_torch(points, part, 0),
+                "plain torch loop": lambda: plain_torch_fps(points, part, 0),
             }
             for name, fn in baselines.items():
                 t_plain = measure(fn, device) * m / part

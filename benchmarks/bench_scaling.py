@@ -3,7 +3,7 @@
 * Inference = points on the device -> per-point anomaly scores: one kNN graph shared by teacher
   and student, then both networks (their geometric LFA terms in one fused pass).
 * Against a straightforward gather-concat-mean implementation of the same two networks
-  (skst3d._reference), measured in the same run.
+  (skst3d.nn.gather_descriptors), measured in the same run.
 * Training step = student forward + backward + Adam step on one cloud.
 * Pretraining step = 16 receptive fields (at most 2,048 target points each) through network,
   decoder and Chamfer loss, backward and Adam step (the network runs on their union only).
@@ -30,10 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _results import markdown_table, write_section  # noqa: E402
 
-from skst3d._graph import NeighborGraph  # noqa: E402
-from skst3d._reference import naive_descriptors  # noqa: E402
 from skst3d.geometry import knn_graph  # noqa: E402
-from skst3d.nn import DescriptorNet, fused_geometric_terms  # noqa: E402
+from skst3d.nn import DescriptorNet, NeighborGraph, fused_geometric_terms, gather_descriptors  # noqa: E402
 
 # Paper, Table 3 (V100, n = 64,000 unless varied): inference s, training GB, inference GB.
 PAPER = {
@@ -101,8 +99,8 @@ def measure(n, d, k, device, naive=False, phases=("infer", "train", "pretrain"))
     def infer_naive():
         with torch.no_grad():
             idx, _ = knn_graph(points, k)
-            target = (naive_descriptors(teacher, points, idx) - mean) / std
-            return (naive_descriptors(student, points, idx) - target).norm(dim=1)
+            target = (gather_descriptors(teacher, points, idx) - mean) / std
+            return (gather_descriptors(student, points, idx) - target).norm(dim=1)
 
     row = {}
     gc.collect()
@@ -132,7 +130,7 @@ def measure(n, d, k, device, naive=False, phases=("infer", "train", "pretrain"))
 def measure_pretraining_step(points, d, k, device):
     """One teacher pretraining step (16 receptive fields, decoder, Chamfer loss, Adam): seconds, GB."""
     from skst3d.nn import ReceptiveFieldDecoder
-    from skst3d.pretrain import _reconstruction_loss
+    from skst3d.pretrain import reconstruction_loss
 
     network, decoder = DescriptorNet(d, 4).to(device), ReceptiveFieldDecoder(d).to(device)
     optimizer = torch.optim.Adam([*network.parameters(), *decoder.parameters()], lr=1e-3)
@@ -141,7 +139,7 @@ def measure_pretraining_step(points, d, k, device):
 
     def step():
         centers = torch.from_numpy(rng.choice(points.shape[0], 16, replace=False))
-        loss = _reconstruction_loss(network, decoder, points, idx, centers, 2048, rng).mean()
+        loss = reconstruction_loss(network, decoder, points, idx, centers, 2048, rng).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

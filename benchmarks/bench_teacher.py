@@ -36,7 +36,6 @@ from _results import markdown_table, write_section  # noqa: E402
 
 from skst3d import TeacherPretrainer  # noqa: E402
 from skst3d.datasets import make_pretraining_scenes  # noqa: E402
-from skst3d.detector import _random_teacher  # noqa: E402
 from skst3d.geometry import mean_knn_distance  # noqa: E402
 
 KINDS = ("plane", "edge", "corner", "cylinder", "sphere")
@@ -143,7 +142,7 @@ def main(argv=None):
         teacher = TeacherPretrainer.from_pretrained(d=d)
         meta = teacher.metadata_
         scenes = make_pretraining_scenes(n_scenes, n_points=16384, random_state=12345)
-        untrained = _random_teacher(d, teacher.k, teacher.n_blocks, seed=0)
+        untrained = TeacherPretrainer.random(d=d, k=teacher.k, n_blocks=teacher.n_blocks, random_state=0)
         untrained.scale_ = teacher.scale_
         chamfer = -teacher.score(scenes)
         chamfer_untrained = -untrained.score(scenes)

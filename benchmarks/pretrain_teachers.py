@@ -25,7 +25,7 @@ import torch
 
 from skst3d import TeacherPretrainer
 from skst3d.datasets import make_pretraining_scenes
-from skst3d.pretrain import WEIGHTS_DIR
+from skst3d.weights import WEIGHTS_DIR
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MESHES = os.path.abspath(os.path.join(HERE, "..", "..", "shared", "data", "meshes"))

@@ -43,6 +43,8 @@ __all__ = [
     "mean_knn_distance",
     "scale_from_knn_distances",
     "random_rotation",
+    "keops_available",
+    "keops_build_folder",
 ]
 
 _EXACT = "donot_use_mm_for_euclid_dist"
@@ -86,6 +88,29 @@ def _check_random_state(random_state):
     if isinstance(random_state, np.random.Generator):
         return random_state
     return check_random_state(random_state)
+
+
+def keops_available(device="cpu"):
+    """Whether KeOps can compile and run on ``device`` (a tiny probe, run once per device type).
+
+    Never raises: a missing pykeops, compiler or CUDA toolkit gives False and a logged
+    warning, and the ``"auto"`` backends then use scipy or torch.
+
+    Examples
+    --------
+    >>> from skst3d.geometry import keops_available
+    >>> keops_available("cpu")  # doctest: +SKIP
+    True
+    """
+    return _keops.keops_available(device)
+
+
+def keops_build_folder():
+    """Folder where KeOps' compiled formulas are cached (``$KEOPS_CACHE_FOLDER`` moves it).
+
+    Like any compiled code, load only a cache folder you trust.
+    """
+    return _keops.build_folder()
 
 
 def _resolve_backend(backend, device, allowed):

@@ -19,7 +19,9 @@ row-normalised adjacency. The first half never materialises an (n, k, d_LFA) ten
 No absolute coordinate enters anywhere, so descriptors are translation invariant (the paper's
 ablation that adds them, ``absolute_coordinates=True``, exists to measure what that is worth).
 
-Modules take a :class:`skst3d._graph.NeighborGraph`; they never build one.
+Modules take a :class:`NeighborGraph`; they never build one (the estimators build them, once per
+cloud). :func:`gather_descriptors` is the straightforward gather-concat-mean implementation
+of the same network, kept to check and time the fused one against.
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ import torch
 from torch import nn
 
 from ._graph import NeighborGraph
+
+__all__ = [
+    "NeighborGraph",
+    "LocalFeatureAggregation",
+    "ResidualBlock",
+    "DescriptorNet",
+    "ReceptiveFieldDecoder",
+    "fused_geometric_terms",
+    "geometric_mean_mlp",
+    "gather_descriptors",
+]
 
 LEAKY_SLOPE = 0.2
 DECODER_SLOPE = 0.05
@@ -181,8 +194,7 @@ class DescriptorNet(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from skst3d._graph import NeighborGraph
-    >>> from skst3d.nn import DescriptorNet
+    >>> from skst3d.nn import DescriptorNet, NeighborGraph
     >>> pts = torch.randn(50, 3)
     >>> knn = torch.cdist(pts, pts).topk(5, largest=False).indices[:, 1:]
     >>> net = DescriptorNet(d=8, n_blocks=2)
@@ -291,3 +303,35 @@ class ReceptiveFieldDecoder(nn.Module):
 
     def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
         return self.mlp(descriptors).view(-1, self.n_points, 3)
+
+
+def gather_descriptors(net, points: torch.Tensor, knn_indices: torch.Tensor) -> torch.Tensor:
+    """:class:`DescriptorNet` output computed the obvious way: gather, concatenate, mean.
+
+    Every LFA block materialises the (n, k, channels) tensor of its neighbours' features and
+    geometric terms. Equal to ``net(NeighborGraph.from_knn(points, knn_indices))`` up to
+    rounding; tests check the fused kernels against it and benchmarks time them against it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skst3d.nn import DescriptorNet, NeighborGraph, gather_descriptors
+    >>> pts = torch.randn(40, 3)
+    >>> idx = torch.cdist(pts, pts).topk(5, largest=False).indices[:, 1:]
+    >>> net = DescriptorNet(d=8, n_blocks=1)
+    >>> torch.allclose(gather_descriptors(net, pts, idx), net(NeighborGraph.from_knn(pts, idx)), atol=1e-5)
+    True
+    """
+    diff = points[:, None, :] - points[knn_indices]
+    geometry = torch.cat([diff, diff.norm(dim=-1, keepdim=True)], dim=-1)
+    if getattr(net, "absolute_coordinates", False):
+        own = points[:, None, :].expand_as(diff)
+        geometry = torch.cat([geometry, own, points[knn_indices]], dim=-1)
+    features = torch.zeros(points.shape[0], net.d, dtype=points.dtype, device=points.device)
+    for block in net.blocks:
+        hidden = block.mlp_in(features)
+        for lfa in (block.lfa1, block.lfa2):
+            geo = torch.nn.functional.leaky_relu(lfa.geometric(geometry), lfa.slope)
+            hidden = torch.cat([geo, hidden[knn_indices]], dim=-1).mean(dim=1)
+        features = features + block.mlp_out(hidden)
+    return net.head(features)

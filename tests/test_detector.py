@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from skst3d import StudentTeacherDetector, TeacherPretrainer
-from skst3d._graph import NeighborGraph
+from skst3d.nn import NeighborGraph
 
 # Raw errors (the paper's score, equation 6), which the by-hand checks below recompute.
 # the paper's score (no normalisation, no smoothing), which the tests recompute by hand

@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
-from skst3d._graph import NeighborGraph, induced_subgraph
-from skst3d._reference import naive_descriptors as naive_forward
+from skst3d._graph import induced_subgraph
+from skst3d.nn import NeighborGraph
+from skst3d.nn import gather_descriptors as naive_forward
 from skst3d.nn import DescriptorNet, ReceptiveFieldDecoder, fused_geometric_terms, geometric_mean_mlp
 
 
