@@ -169,6 +169,9 @@ class _NeighborMean(torch.autograd.Function):
 
 # Above this many bytes of graphs in memory, graphs are rebuilt when used instead of kept.
 GRAPH_CACHE_BYTES = 2 << 30
+# Clouds with more points are scored in spatially compact pieces of this many points (plus the
+# receptive-field halo each piece needs), so memory stays bounded whatever the scan size.
+PIECE_POINTS = 1 << 16
 
 
 @dataclass
@@ -202,6 +205,44 @@ class PreparedCloud:
         if self.keep_graph:
             self._graph = graph
         return graph
+
+    def pieces(self, n_hops: int, piece_points: int | None = None):
+        """Yield ``(rows, graph, where)`` covering every point once, in bounded memory.
+
+        ``rows`` are point indices of a spatially compact piece (consecutive along a Z-order
+        curve), ``graph`` the graph of the union of their ``n_hops``-hop receptive fields and
+        ``where`` their rows in it: a network with that receptive field gives exactly the
+        same descriptors at ``rows`` on ``graph`` as on the whole cloud (see
+        :func:`induced_subgraph`). A cloud of at most ``piece_points`` points is one piece.
+        """
+        n = self.points.shape[0]
+        piece_points = piece_points or PIECE_POINTS
+        if n <= piece_points:
+            rows = torch.arange(n, device=self.points.device)
+            yield rows, self.graph(), rows
+            return
+        from .geometry import _morton_order
+
+        order = torch.from_numpy(_morton_order(self.points.cpu().numpy())).to(self.points.device)
+        for start in range(0, n, piece_points):
+            rows = order[start : start + piece_points]
+            nodes = receptive_union(self.knn_indices, rows, n_hops)
+            sub_knn, where = induced_subgraph(self.knn_indices, nodes)
+            yield rows, NeighborGraph.from_knn(self.points[nodes], sub_knn), where[rows]
+
+
+def receptive_union(knn_indices: torch.Tensor, rows: torch.Tensor, n_hops: int) -> torch.Tensor:
+    """Sorted indices of every point within ``n_hops`` kNN hops of ``rows`` (``rows`` included)."""
+    reached = torch.zeros(knn_indices.shape[0], dtype=torch.bool, device=knn_indices.device)
+    reached[rows] = True
+    frontier = rows
+    for _ in range(n_hops):
+        neighbours = knn_indices[frontier].reshape(-1)
+        frontier = torch.unique(neighbours[~reached[neighbours]])
+        if frontier.numel() == 0:
+            break
+        reached[frontier] = True
+    return torch.nonzero(reached)[:, 0]
 
 
 def sample_rows(cloud: np.ndarray, n_points, seed) -> np.ndarray | None:

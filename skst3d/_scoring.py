@@ -33,7 +33,7 @@ def nearest_reference(keys: np.ndarray, queries: np.ndarray, n_neighbors: int, t
         from scipy.spatial import cKDTree
 
         tree = cKDTree(keys) if tree is None else tree
-        index = tree.query(queries, n_neighbors, workers=-1)[1]
+        index = tree.query(queries, n_neighbors, workers=torch.get_num_threads())[1]
         return index.reshape(queries.shape[0], n_neighbors)
     # torch.cdist's matrix-product mode, unlike the exact mode of skst3d.geometry: it is four
     # times faster here (64 dimensions), and a near tie that swaps one of the 48 neighbours
@@ -131,7 +131,7 @@ def carry_to_inputs(values: np.ndarray, sample, cloud: np.ndarray) -> np.ndarray
         return values
     from scipy.spatial import cKDTree
 
-    return values[cKDTree(cloud[sample]).query(cloud, workers=-1)[1]]
+    return values[cKDTree(cloud[sample]).query(cloud, workers=torch.get_num_threads())[1]]
 
 
 def finish_anomalies(raw: np.ndarray, keys, reference, knn_indices: np.ndarray, smoothing: int, sample, cloud):

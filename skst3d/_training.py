@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import sys
 import threading
-import time
 import warnings
 
 import numpy as np
@@ -51,28 +51,52 @@ def torch_seed(seed: int):
         yield
 
 
-class Progress:
-    """A one-line text progress bar on stderr (no dependency); silent when ``verbose == 0``."""
+def resolve_n_jobs(n_jobs) -> int:
+    """Threads for torch, BLAS and k-d trees, by scikit-learn's ``n_jobs`` convention.
 
-    def __init__(self, total: int, verbose: int, label: str):
-        self.total, self.verbose, self.label = total, verbose, label
-        self.start = time.perf_counter()
-        self.tty = sys.stderr.isatty()
+    ``None`` means 1 unless a :func:`joblib.parallel_config` context says otherwise (so that
+    workers of a parallel grid search never oversubscribe the machine), ``-1`` all usable
+    cores, ``-2`` all but one, a positive int that many. Never more than the usable cores,
+    and never more than ``OMP_NUM_THREADS`` when set (joblib's and Dask's workers set it).
+    """
+    from joblib import effective_n_jobs
 
-    def update(self, done: int, **metrics):
-        if not self.verbose:
-            return
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / max(done, 1) * (self.total - done)
-        width = 20
-        filled = int(width * done / max(self.total, 1))
-        values = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if v is not None and math.isfinite(v))
-        line = f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}  {values}  {elapsed:.0f}s (eta {eta:.0f}s)"
-        if self.tty and self.verbose < 2:
-            end = "\n" if done >= self.total else ""
-            print("\r" + line, end=end, file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n_jobs is not None and n_jobs < 0:
+        wanted = max(1, cpus + 1 + n_jobs)
+    else:
+        wanted = effective_n_jobs(n_jobs)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    if cap.isdigit() and int(cap) > 0:
+        cpus = min(cpus, int(cap))
+    return max(1, min(int(wanted), cpus))
+
+
+@contextlib.contextmanager
+def limited_threads(n_jobs):
+    """Run the block with torch, BLAS/OpenMP and skst3d's k-d trees on ``resolve_n_jobs`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    n = resolve_n_jobs(n_jobs)
+    previous = torch.get_num_threads()
+    with threadpool_limits(limits=n):
+        torch.set_num_threads(n)
+        try:
+            yield n
+        finally:
+            torch.set_num_threads(previous)
+
+
+def kdtree_workers() -> int:
+    """Workers for scipy's k-d tree queries: the thread budget set by :func:`limited_threads`."""
+    return torch.get_num_threads()
+
+
+def progress_bar(total: int, verbose: int, label: str):
+    """A tqdm bar on stderr when ``verbose > 0``, else one that does nothing."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=label, disable=not verbose, file=sys.stderr, leave=verbose > 1, dynamic_ncols=True)
 
 
 def train_best_epoch(modules: dict, optimizer, n_epochs: int, run_epoch, validate, verbose: int, label: str):
@@ -83,7 +107,7 @@ def train_best_epoch(modules: dict, optimizer, n_epochs: int, run_epoch, validat
     Returns (loss_curve, validation_curve, best_epoch, best_loss). The modules are left with
     the best epoch's weights.
     """
-    progress = Progress(n_epochs, verbose, label)
+    progress = progress_bar(n_epochs, verbose, label)
     losses, val_losses = [], []
     best_loss, best_epoch, best_state = math.inf, -1, None
     for epoch in range(n_epochs):
@@ -102,7 +126,9 @@ def train_best_epoch(modules: dict, optimizer, n_epochs: int, run_epoch, validat
         if decisive < best_loss:
             best_loss, best_epoch = decisive, epoch
             best_state = {name: copy.deepcopy(m.state_dict()) for name, m in modules.items()}
-        progress.update(epoch + 1, loss=loss, val=None if val is None else float(val), best=best_loss)
+        progress.set_postfix(loss=f"{loss:.4g}", val="-" if val is None else f"{float(val):.4g}", best=f"{best_loss:.4g}")
+        progress.update(1)
+    progress.close()
     if best_state is not None:
         for name, module in modules.items():
             module.load_state_dict(best_state[name])

@@ -21,6 +21,8 @@ from ._training import (
     TorchStateMixin,
     fit_students,
     inference_inputs,
+    limited_threads,
+    progress_bar,
     resolve_device,
     seed_from,
     split_validation,
@@ -127,10 +129,16 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     memory : str, joblib.Memory or None, default=None
         Caches the pretraining of an unfitted ``teacher`` so that a grid search pretrains each
         teacher once. Like every joblib cache and pickle, load only a cache folder you trust.
+    n_jobs : int or None, default=None
+        Threads for torch, BLAS and k-d tree queries during fit and scoring, by scikit-learn's
+        convention: ``None`` is 1 unless in a :func:`joblib.parallel_config` context, ``-1``
+        all usable cores. The default never oversubscribes a shared or busy machine (more
+        threads than free cores make torch 10-30 times slower); results repeat bit for bit
+        at a fixed ``n_jobs``, and change in the last bits with another.
     random_state : int, RandomState instance or None, default=None
         Seeds the student's weights, the validation split and the training order.
     verbose : int, default=0
-        Progress bar with the losses per epoch when > 0.
+        Progress bars (training epochs with their losses; scored points) on stderr when > 0.
 
     Attributes
     ----------
@@ -203,6 +211,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         "device": [str, torch.device],
         "knn_backend": [StrOptions(_KNN_BACKENDS)],
         "memory": [None, str, HasMethods(["cache"])],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -229,6 +238,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         device="auto",
         knn_backend="auto",
         memory=None,
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
@@ -251,6 +261,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         self.device = device
         self.knn_backend = knn_backend
         self.memory = memory
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -274,27 +285,19 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         self._validate_params()
         if self.d % 4:
             raise ValueError(f"d must be a multiple of 4, got d={self.d}")
-        clouds = anomaly_free_clouds(check_point_clouds(X, min_points=self.k + 1), y)
-        rng = check_random_state(self.random_state)
-        device = resolve_device(self.device)
-        teacher = self._fitted_teacher(rng)
-        prepared, scale = prepare_clouds(
-            clouds, self.k, device=device, backend=self.knn_backend, n_points=self.n_points, seed=seed_from(rng)
-        )
-        train_idx, val_idx = split_validation(len(clouds), self.validation_fraction, rng)
-        model, targets = self._standardized_model(teacher, prepared, train_idx, seed_from(rng), device)
-        losses, val_losses, best_epoch, _ = fit_students(model, prepared, targets, train_idx, val_idx, self, rng)
-        reference = self._error_reference(model, prepared, targets, clouds, train_idx, scale, rng)
-        if not len(val_idx):
-            warnings.warn(
-                f"no training cloud was held out ({len(clouds)} cloud(s), validation_fraction="
-                f"{self.validation_fraction}): offset_ is set from the training clouds' own scores, which "
-                "are more normal than new clouds' are, so predict will flag more than the contamination "
-                "share of good points. Fit on several clouds with validation_fraction > 0.",
-                UserWarning,
-                stacklevel=2,
+        with limited_threads(self.n_jobs):
+            clouds = anomaly_free_clouds(check_point_clouds(X, min_points=self.k + 1), y)
+            rng = check_random_state(self.random_state)
+            device = resolve_device(self.device)
+            teacher = self._fitted_teacher(rng)
+            prepared, scale = prepare_clouds(
+                clouds, self.k, device=device, backend=self.knn_backend, n_points=self.n_points, seed=seed_from(rng)
             )
-        offset = self._offset(model, reference, prepared, clouds, val_idx if len(val_idx) else train_idx)
+            train_idx, val_idx = split_validation(len(clouds), self.validation_fraction, rng)
+            model, targets = self._standardized_model(teacher, prepared, train_idx, seed_from(rng), device)
+            losses, val_losses, best_epoch, _ = fit_students(model, prepared, targets, train_idx, val_idx, self, rng)
+            reference = self._error_reference(model, prepared, targets, clouds, train_idx, scale, rng)
+            offset = self._offset(model, reference, prepared, clouds, train_idx, val_idx)
 
         # Fitted attributes are set only now: an interrupted fit leaves no half-fitted state.
         self.teacher_ = teacher
@@ -376,8 +379,19 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
             return input_cloud if cloud.sample is None else input_cloud[cloud.sample]
         return targets.cpu().numpy()
 
-    def _offset(self, model, reference, prepared, clouds, held_out):
+    def _offset(self, model, reference, prepared, clouds, train_idx, val_idx):
         """``offset_``: the ``contamination`` quantile of the held-out clouds' scores."""
+        held_out = val_idx
+        if not len(val_idx):
+            warnings.warn(
+                f"no training cloud was held out ({len(clouds)} cloud(s), validation_fraction="
+                f"{self.validation_fraction}): offset_ is set from the training clouds' own scores, which "
+                "are more normal than new clouds' are, so predict will flag more than the contamination "
+                "share of good points. Fit on several clouds with validation_fraction > 0.",
+                UserWarning,
+                stacklevel=3,
+            )
+            held_out = train_idx
         scores = np.concatenate(
             [-a for a in self._anomalies(model, reference, [prepared[i] for i in held_out], [clouds[i] for i in held_out])]
         )
@@ -386,15 +400,28 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     # -- scoring ---------------------------------------------------------------------------
 
     def _anomalies(self, model, reference, prepared, clouds):
-        """The one scoring path: raw error (6) -> normalise -> smooth -> every input point."""
+        """The one scoring path: raw error (6) -> normalise -> smooth -> every input point.
+
+        Large clouds go through the networks in pieces (:meth:`PreparedCloud.pieces`), which
+        gives the same errors in bounded memory.
+        """
         out = []
-        with torch.no_grad():
+        descriptor_keys = reference is not None and self.score_normalization == "descriptor"
+        progress = progress_bar(sum(c.points.shape[0] for c in prepared), self.verbose, "scoring points")
+        with torch.no_grad(), progress:
             for cloud, input_cloud in zip(prepared, clouds):
-                graph = cloud.graph()
-                geo_teacher, *geo_students = fused_geometric_terms([model.teacher, *model.students], graph)
-                targets = model.targets(graph, geo_teacher)
-                raw = model.anomaly(graph, targets, geo_students)
-                keys = None if reference is None else self._normalization_keys(cloud, targets, input_cloud)
+                n = cloud.points.shape[0]
+                raw = torch.empty(n, device=cloud.points.device)
+                keys = torch.empty((n, model.teacher.d), device=cloud.points.device) if descriptor_keys else None
+                for rows, graph, where in cloud.pieces(model.teacher.n_hops):
+                    geo_teacher, *geo_students = fused_geometric_terms([model.teacher, *model.students], graph)
+                    targets = model.targets(graph, geo_teacher)
+                    raw[rows] = model.anomaly(graph, targets, geo_students)[where]
+                    if descriptor_keys:
+                        keys[rows] = targets[where]
+                    progress.update(len(rows))
+                if reference is not None:
+                    keys = self._normalization_keys(cloud, keys, input_cloud)
                 out.append(
                     finish_anomalies(
                         raw.cpu().numpy(), keys, reference, cloud.knn_indices.cpu().numpy(), self.smoothing,
@@ -421,11 +448,13 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         clouds, device = inference_inputs(self, X)
         self._check_structure_unchanged()
         seed = self.random_state if isinstance(self.random_state, Integral) else 0
-        prepared, _ = prepare_clouds(
-            clouds, self.k, device=device, backend=self.knn_backend, scale=self.scale_, n_points=self.n_points, seed=seed
-        )
-        model = self.model_.to(device).eval()
-        return [-a for a in self._anomalies(model, self.error_reference_, prepared, clouds)]
+        with limited_threads(self.n_jobs):
+            prepared, _ = prepare_clouds(
+                clouds, self.k, device=device, backend=self.knn_backend, scale=self.scale_, n_points=self.n_points,
+                seed=seed,
+            )
+            model = self.model_.to(device).eval()
+            return [-a for a in self._anomalies(model, self.error_reference_, prepared, clouds)]
 
     def _check_structure_unchanged(self):
         fitted = getattr(self, "_fitted_structure", self._structure())

@@ -50,6 +50,8 @@ __all__ = [
 _EXACT = "donot_use_mm_for_euclid_dist"
 # Elements of the largest dense distance block the torch backends materialise (64 MiB in float32).
 _TORCH_BLOCK_ELEMENTS = 1 << 24
+# Query points per block of a k-d tree kNN query.
+_KDTREE_BLOCK = 1 << 16
 # Points per block in the CPU farthest point sampling (see _fps_blocked).
 _FPS_BLOCK = 256
 
@@ -133,11 +135,17 @@ def _knn_with_self(points, n_neighbors, backend):
         from scipy.spatial import cKDTree
 
         coords = points.detach().cpu().numpy()
-        dist, idx = cKDTree(coords).query(coords, k=n_neighbors, workers=-1)
-        return (
-            torch.from_numpy(dist).to(device=points.device, dtype=points.dtype),
-            torch.from_numpy(idx.astype(np.int64, copy=False)).to(points.device),
-        )
+        tree = cKDTree(coords)
+        dist = torch.empty((len(coords), n_neighbors), dtype=points.dtype)
+        idx = torch.empty((len(coords), n_neighbors), dtype=torch.int64)
+        # In blocks, so that scipy's float64 temporaries stay small for million-point clouds;
+        # as many query threads as torch may use (see skst3d's n_jobs).
+        for start in range(0, len(coords), _KDTREE_BLOCK):
+            block = slice(start, start + _KDTREE_BLOCK)
+            d, i = tree.query(coords[block], k=n_neighbors, workers=torch.get_num_threads())
+            dist[block] = torch.from_numpy(d.reshape(-1, n_neighbors))
+            idx[block] = torch.from_numpy(i.reshape(-1, n_neighbors))
+        return dist.to(points.device), idx.to(points.device)
     if backend == "keops":
         dist2, idx = _keops_knn(points, n_neighbors)
         return dist2.clamp_min(0).sqrt(), idx
