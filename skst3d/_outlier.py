@@ -10,8 +10,16 @@ class PointOutlierMixin(OutlierMixin):
     """``decision_function``, ``predict`` and ``score_clouds`` from ``score_samples`` and ``offset_``.
 
     ``score_samples(X)`` returns one array of point scores per cloud (higher = more normal),
-    and ``offset_`` is the threshold below which a point is flagged.
+    and ``offset_`` is the threshold below which a point is flagged. Estimators call
+    :meth:`_calibrate` at the end of ``fit`` with the point scores of held-out good clouds.
     """
+
+    def _calibrate(self, held_out_scores):
+        """Thresholds from the point scores (one array per cloud) of held-out good clouds.
+
+        Returns ``offset_``: the ``contamination`` quantile of all their point scores.
+        """
+        return float(np.quantile(np.concatenate(held_out_scores), self.contamination))
 
     def decision_function(self, X):
         """``score_samples(X) - offset_`` per cloud: negative values are flagged anomalous."""

@@ -392,10 +392,8 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
                 stacklevel=3,
             )
             held_out = train_idx
-        scores = np.concatenate(
-            [-a for a in self._anomalies(model, reference, [prepared[i] for i in held_out], [clouds[i] for i in held_out])]
-        )
-        return float(np.quantile(scores, self.contamination))
+        anomalies = self._anomalies(model, reference, [prepared[i] for i in held_out], [clouds[i] for i in held_out])
+        return self._calibrate([-a for a in anomalies])
 
     # -- scoring ---------------------------------------------------------------------------
 
