@@ -169,6 +169,9 @@ class _NeighborMean(torch.autograd.Function):
 
 # Above this many bytes of graphs in memory, graphs are rebuilt when used instead of kept.
 GRAPH_CACHE_BYTES = 2 << 30
+# A point farther from its cloud's centroid than this many times the median distance is refused:
+# an outlier or a unit mistake that float32 (squared distances, networks) cannot carry.
+MAX_RELATIVE_RADIUS = 1e9
 # Clouds with more points are scored in spatially compact pieces of this many points (plus the
 # receptive-field halo each piece needs), so memory stays bounded whatever the scan size.
 PIECE_POINTS = 1 << 16
@@ -255,6 +258,19 @@ def sample_rows(cloud: np.ndarray, n_points, seed) -> np.ndarray | None:
     return farthest_point_sampling(centred, n_points, random_state=seed).numpy()
 
 
+def _check_no_far_outlier(cloud, index):
+    # around the median point: a far outlier drags the mean, not the median
+    radius = np.linalg.norm(cloud - np.median(cloud, axis=0), axis=1)
+    typical = max(float(np.median(radius)), np.finfo(np.float64).tiny)
+    far = radius > MAX_RELATIVE_RADIUS * typical
+    if far.any():
+        bad = int(np.flatnonzero(far)[0])
+        raise ValueError(
+            f"X[{index}] has a point {radius[bad] / typical:.3g} times farther from the cloud's middle than "
+            f"its typical point (point {bad}: {cloud[bad].tolist()}): an outlier or a unit mistake; remove it"
+        )
+
+
 def prepare_clouds(clouds, k, *, device, backend="auto", scale=None, n_points=None, seed=0):
     """Validated clouds -> (list of :class:`PreparedCloud`, scale s).
 
@@ -287,7 +303,8 @@ def prepare_clouds(clouds, k, *, device, backend="auto", scale=None, n_points=No
     from .geometry import knn_graph, scale_from_knn_distances
 
     points, indices, distances, samples, origins = [], [], [], [], []
-    for cloud in clouds:
+    for i, cloud in enumerate(clouds):
+        _check_no_far_outlier(cloud, i)
         sample = sample_rows(cloud, n_points, seed)
         kept = cloud if sample is None else cloud[sample]
         origin = kept.mean(axis=0, dtype=np.float64)
@@ -299,8 +316,12 @@ def prepare_clouds(clouds, k, *, device, backend="auto", scale=None, n_points=No
         samples.append(sample)
         origins.append(origin)
     if scale is None:
-        scale = scale_from_knn_distances(distances)
+        try:
+            scale = scale_from_knn_distances(distances)
+        except ValueError as exc:
+            raise ValueError(f"X: {exc}") from None
     del distances
+
     # NeighborGraph: edge features (k * 4) plus two CSR matrices (k * (8 + 8 + 4)) per point.
     keep = sum(p.shape[0] for p in points) * k * 40 < GRAPH_CACHE_BYTES
     prepared = [

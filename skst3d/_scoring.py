@@ -110,14 +110,18 @@ class LocalErrorReference:
     def __setstate__(self, state):
         self.__dict__.update({"origin": None, **state})
 
-    def normalize(self, keys: np.ndarray, errors: np.ndarray) -> np.ndarray:
-        """``(error - local mean) / local standard deviation`` for every query point."""
+    def normalize(self, keys: np.ndarray, errors: np.ndarray, n_neighbors=None) -> np.ndarray:
+        """``(error - local mean) / local standard deviation`` for every query point.
+
+        ``n_neighbors`` (default: the one given at construction) training points per query.
+        """
         if self._tree is None and self.keys.shape[1] <= 3:
             from scipy.spatial import cKDTree
 
             self._tree = cKDTree(self.keys)  # built once, reused for every scored cloud
         queries = self._stored(keys)
-        local = self.errors[nearest_reference(self.keys, queries, self.n_neighbors, self._tree)]
+        n_neighbors = self.n_neighbors if n_neighbors is None else int(n_neighbors)
+        local = self.errors[nearest_reference(self.keys, queries, n_neighbors, self._tree)]
         std = np.maximum(local.std(axis=1), max(self.std_floor, 1e-12))
         return (np.asarray(errors, dtype=np.float64) - local.mean(axis=1)) / std
 
@@ -134,10 +138,11 @@ def carry_to_inputs(values: np.ndarray, sample, cloud: np.ndarray) -> np.ndarray
     return values[cKDTree(cloud[sample]).query(cloud, workers=torch.get_num_threads())[1]]
 
 
-def finish_anomalies(raw: np.ndarray, keys, reference, knn_indices: np.ndarray, smoothing: int, sample, cloud):
+def finish_anomalies(raw: np.ndarray, keys, reference, knn_indices: np.ndarray, smoothing: int, sample, cloud,
+                     n_neighbors=None):
     """raw errors of the (sampled) points -> normalised -> smoothed -> one value per input point."""
     anomaly = np.asarray(raw, dtype=np.float64)
     if reference is not None:
-        anomaly = reference.normalize(keys, anomaly)
+        anomaly = reference.normalize(keys, anomaly, n_neighbors)
     anomaly = smooth_over_neighbors(anomaly, knn_indices, smoothing)
     return carry_to_inputs(anomaly, sample, cloud)

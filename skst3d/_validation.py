@@ -13,16 +13,28 @@ import torch
 
 __all__ = ["check_point_clouds", "check_point_labels"]
 
+# Coordinates beyond this would overflow squared distances in float64 (k-d trees, ICP).
+MAX_COORDINATE = 1e150
+# Labels are stored as int64: larger unsigned or float labels would wrap around to negative ones.
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
-def _to_numpy(obj):
-    """A torch tensor (any device, any grad state) or array-like as a numpy array."""
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu()
-        if obj.dtype in (torch.float16, torch.bfloat16):
-            # numpy has no bfloat16; float16/bfloat16 are upcast to float32 (documented).
-            obj = obj.float()
-        return obj.numpy()
-    return np.asarray(obj)
+
+def _to_numpy(obj, what, expected):
+    """A torch tensor (any device, any grad state) or array-like as a numpy array.
+
+    Anything that does not convert (ragged nested lists, sparse, quantized or meta tensors,
+    dtypes numpy lacks such as float8) raises ValueError naming ``what``.
+    """
+    try:
+        if isinstance(obj, torch.Tensor):
+            obj = obj.detach().cpu()
+            if obj.dtype in (torch.float16, torch.bfloat16):
+                # numpy has no bfloat16; float16/bfloat16 are upcast to float32 (documented).
+                obj = obj.float()
+            return obj.numpy()
+        return np.asarray(obj)
+    except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: NotImplementedError of meta tensors
+        raise ValueError(f"{what} could not be read as {expected}: {exc}") from None
 
 
 def _check_numeric(arr, what):
@@ -67,8 +79,10 @@ def check_point_clouds(X, *, min_points=1, name="X", reason=None):
         If ``X`` is not a collection of clouds, or a cloud has a complex, object or
         string dtype.
     ValueError
-        If ``X`` is empty or a single (n, 3) cloud, a cloud has the wrong shape, too few
-        points, or a NaN or infinite coordinate.
+        If ``X`` is empty or a single (n, 3) cloud, a cloud does not convert to an array
+        (ragged nested lists; sparse, quantized or meta tensors; dtypes numpy lacks), has the
+        wrong shape, too few points, or a NaN, infinite or absurdly large (beyond 1e150)
+        coordinate.
 
     Examples
     --------
@@ -118,10 +132,7 @@ def check_point_clouds(X, *, min_points=1, name="X", reason=None):
                 f"{what} is a number, not a point cloud; {name} must be a list of (n_i, 3) "
                 "clouds (a single cloud must be wrapped, e.g. [cloud])."
             )
-        try:
-            arr = _to_numpy(entry)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{what} could not be read as an (n, 3) array: {exc}") from None
+        arr = _to_numpy(entry, what, "an (n, 3) array")
         _check_numeric(arr, what)
         if arr.ndim != 2 or arr.shape[1] != 3:
             hint = ""
@@ -144,6 +155,13 @@ def check_point_clouds(X, *, min_points=1, name="X", reason=None):
             raise ValueError(
                 f"{what} contains NaN or infinite coordinates (first at point {bad}: "
                 f"{arr[bad].tolist()})."
+            )
+        huge = np.abs(arr).max(axis=1) > MAX_COORDINATE
+        if huge.any():
+            bad = int(np.flatnonzero(huge)[0])
+            raise ValueError(
+                f"{what} has a coordinate beyond {MAX_COORDINATE:g} (first at point {bad}: {arr[bad].tolist()}); "
+                "squared distances would overflow. Is it an outlier or a unit mistake?"
             )
         clouds.append(arr)
     return clouds
@@ -174,8 +192,8 @@ def check_point_labels(y, clouds, name="y"):
         If ``y`` is not a list of arrays or a label array is not numeric.
     ValueError
         If the number of label arrays differs from the number of clouds, a label array
-        has a length different from its cloud, or holds negative, fractional, NaN or
-        infinite values.
+        does not convert to an array, has a length different from its cloud, or holds
+        negative, fractional, NaN or infinite values, or values beyond the int64 range.
 
     Examples
     --------
@@ -206,7 +224,7 @@ def check_point_labels(y, clouds, name="y"):
     labels = []
     for i, (entry, cloud) in enumerate(zip(entries, clouds)):
         what = f"{name}[{i}]"
-        arr = _to_numpy(entry)
+        arr = _to_numpy(entry, what, "an array of labels")
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{what} has dtype {arr.dtype}; labels must be integers or booleans.")
         if arr.ndim != 1:
@@ -229,6 +247,14 @@ def check_point_labels(y, clouds, name="y"):
             raise ValueError(
                 f"{what} contains a negative label {arr[bad]} at point {bad}; use 0 for normal "
                 "points and positive integers for anomalous ones."
+            )
+        if n and (
+            (arr.dtype.kind == "u" and int(arr.max()) > _INT64_MAX)
+            or (arr.dtype.kind == "f" and float(arr.max()) >= 2.0**63)
+        ):
+            bad = int(np.argmax(arr))
+            raise ValueError(
+                f"{what} contains the label {arr[bad]} at point {bad}, beyond the int64 range of labels."
             )
         labels.append(np.ascontiguousarray(arr, dtype=np.int64))
     return labels

@@ -423,7 +423,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
                 out.append(
                     finish_anomalies(
                         raw.cpu().numpy(), keys, reference, cloud.knn_indices.cpu().numpy(), self.smoothing,
-                        cloud.sample, input_cloud,
+                        cloud.sample, input_cloud, self.n_normalization_neighbors,
                     )
                 )
         return out

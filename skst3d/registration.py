@@ -258,7 +258,7 @@ class RigidRegistration(TransformerMixin, BaseEstimator):
         return rotations, translations, rmse
 
     def transform(self, X):
-        """Clouds moved onto the reference, same points in the same order (float32).
+        """Clouds moved onto the reference, same points in the same order (float64).
 
         Parameters
         ----------
@@ -271,6 +271,6 @@ class RigidRegistration(TransformerMixin, BaseEstimator):
         clouds = check_point_clouds(X, min_points=4)
         rotations, translations, _ = self._transforms(clouds)
         return [
-            (cloud.astype(np.float64) @ rotation.T + translation).astype(np.float32)
+            cloud @ rotation.T + translation
             for cloud, rotation, translation in zip(clouds, rotations, translations)
         ]

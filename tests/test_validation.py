@@ -117,13 +117,16 @@ def test_nan_inf_names_cloud_and_first_point(value):
 
 
 def test_far_from_origin_float64_keeps_its_resolution():
-    # 1e300 was an overflow when clouds were float32; millimetre scans at 5e6 must stay exact
-    far = np.array([[5e5, 5.4e6, 0.0], [5e5 + 0.001, 5.4e6, 0.0], [1e300, 0.0, 0.0]])
+    # millimetre scans at 5e6 (and 1e100, an overflow for float32) stay exact
+    far = np.array([[5e5, 5.4e6, 0.0], [5e5 + 0.001, 5.4e6, 0.0], [1e100, 0.0, 0.0]])
     (out,) = check_point_clouds([far])
     np.testing.assert_array_equal(out, far)
     bad = far.copy()
     bad[1, 1] = np.inf
     with pytest.raises(ValueError, match=r"X\[0\].*point 1"):
+        check_point_clouds([bad])
+    bad[1, 1] = 1e300  # squared distances would overflow float64
+    with pytest.raises(ValueError, match=r"X\[0\].*beyond 1e\+150.*point 1"):
         check_point_clouds([bad])
 
 
