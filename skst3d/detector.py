@@ -116,6 +116,13 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         in a pipeline) did (see the user guide). 0 (no augmentation) is the paper's training; 180 (uniform
         rotations) is the paper's rotation-invariance ablation, which makes locally rotated
         geometry look normal. Validation clouds are never rotated.
+    registration : bool or RigidRegistration, default=False
+        Register every cloud rigidly onto a reference training cloud (trimmed ICP, see
+        :class:`~skst3d.registration.RigidRegistration`) before anything else, in fit and in
+        scoring, so that parts scanned in any pose are compared in one frame (3D-ST's
+        descriptors are not rotation invariant). ``True`` uses ``RigidRegistration()``; an
+        unfitted RigidRegistration is cloned with its parameters. Points keep their order, so
+        scores still line up with the input points.
     n_points : int or None, default=None
         If set, clouds with more points are reduced to ``n_points`` by farthest point sampling
         (the paper uses 64,000); scores of the sampled points are carried to every input point
@@ -144,6 +151,8 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     ----------
     teacher_ : TeacherPretrainer
         The fitted teacher in use (the object passed as ``teacher`` when it was fitted).
+    registration_ : RigidRegistration or None
+        The fitted registration (its reference cloud), None without ``registration``.
     model_ : torch.nn.Module
         The model that scores: a frozen copy of the teacher's network, the students and the
         standardisation μ, σ as buffers (``targets(graph)``, ``anomaly(graph)``).
@@ -158,6 +167,10 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         Mean and standard deviation of the teacher's descriptors over the training points.
     offset_ : float
         Threshold on :meth:`score_samples`; ``decision_function = score_samples - offset_``.
+    cloud_offset_ : float
+        Threshold on :meth:`score_clouds`, set from the held-out good clouds like ``offset_``:
+        :meth:`predict_clouds` calls a scan defective below it (see
+        :func:`skst3d.defects.cloud_threshold`).
     error_reference_ : LocalErrorReference or None
         The training points' positions or descriptors (at most 16,384 descriptors, a random
         subset) and their errors, for ``score_normalization``; None when it is ``"none"``.
@@ -206,6 +219,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "rotation_augmentation": [Interval(Real, 0, 180, closed="both")],
+        "registration": ["boolean", HasMethods(["fit", "transform"])],
         "n_points": [Interval(Integral, 2, None, closed="left"), None],
         "contamination": [Interval(Real, 0, 0.5, closed="both")],
         "device": [str, torch.device],
@@ -233,6 +247,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         weight_decay=1e-5,
         validation_fraction=0.1,
         rotation_augmentation=0.0,
+        registration=False,
         n_points=None,
         contamination=1e-3,
         device="auto",
@@ -256,6 +271,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.rotation_augmentation = rotation_augmentation
+        self.registration = registration
         self.n_points = n_points
         self.contamination = contamination
         self.device = device
@@ -290,6 +306,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
             rng = check_random_state(self.random_state)
             device = resolve_device(self.device)
             teacher = self._fitted_teacher(rng)
+            registration, clouds = self._registered(clouds, rng)
             prepared, scale = prepare_clouds(
                 clouds, self.k, device=device, backend=self.knn_backend, n_points=self.n_points, seed=seed_from(rng)
             )
@@ -297,13 +314,14 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
             model, targets = self._standardized_model(teacher, prepared, train_idx, seed_from(rng), device)
             losses, val_losses, best_epoch, _ = fit_students(model, prepared, targets, train_idx, val_idx, self, rng)
             reference = self._error_reference(model, prepared, targets, clouds, train_idx, scale, rng)
-            offset = self._offset(model, reference, prepared, clouds, train_idx, val_idx)
+            offset, cloud_offset = self._offset(model, reference, prepared, clouds, train_idx, val_idx)
 
         # Fitted attributes are set only now: an interrupted fit leaves no half-fitted state.
         self.teacher_ = teacher
+        self.registration_ = registration
         self.model_ = model
         self.scale_ = float(scale)
-        self.offset_ = offset
+        self.offset_, self.cloud_offset_ = offset, cloud_offset
         self.error_reference_ = reference
         self.loss_curve_ = losses
         self.validation_loss_curve_ = val_losses
@@ -314,7 +332,8 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
 
     def _structure(self):
         """Parameters the fitted model depends on; changing one after fit needs a new fit."""
-        return {"k": self.k, "d": self.d, "score_normalization": self.score_normalization}
+        return {"k": self.k, "d": self.d, "score_normalization": self.score_normalization,
+                "registration": self.registration is not False}
 
     def _fitted_teacher(self, rng):
         teacher = self.teacher
@@ -342,6 +361,16 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         if self.n_blocks is not None and self.n_blocks != teacher.network_.n_blocks:
             raise ValueError(f"n_blocks={self.n_blocks} differs from the teacher's n_blocks={teacher.network_.n_blocks}")
         return teacher
+
+    def _registered(self, clouds, rng):
+        """(fitted registration or None, the clouds in its frame)."""
+        if self.registration is False:
+            return None, clouds
+        from .registration import RigidRegistration
+
+        template = RigidRegistration() if self.registration is True else self.registration
+        registration = clone(template).set_params(random_state=seed_from(rng)).fit(clouds)
+        return registration, registration.transform(clouds)
 
     def _standardized_model(self, teacher, prepared, train_idx, seed, device):
         """The model (teacher copy, new students) with μ, σ set; and every cloud's targets."""
@@ -447,6 +476,8 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         self._check_structure_unchanged()
         seed = self.random_state if isinstance(self.random_state, Integral) else 0
         with limited_threads(self.n_jobs):
+            if getattr(self, "registration_", None) is not None:
+                clouds = self.registration_.transform(clouds)
             prepared, _ = prepare_clouds(
                 clouds, self.k, device=device, backend=self.knn_backend, scale=self.scale_, n_points=self.n_points,
                 seed=seed,
@@ -455,8 +486,9 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
             return [-a for a in self._anomalies(model, self.error_reference_, prepared, clouds)]
 
     def _check_structure_unchanged(self):
-        fitted = getattr(self, "_fitted_structure", self._structure())
-        changed = {k: (v, getattr(self, k)) for k, v in fitted.items() if getattr(self, k) != v}
+        current = self._structure()
+        fitted = getattr(self, "_fitted_structure", current)
+        changed = {k: (v, current[k]) for k, v in fitted.items() if current.get(k) != v}
         if changed:
             what = ", ".join(f"{k}={new!r} (fitted with {old!r})" for k, (old, new) in changed.items())
             raise ValueError(f"{what}: the fitted model depends on these parameters; call fit again after changing them")

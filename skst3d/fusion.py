@@ -33,6 +33,8 @@ class ScoreFusion(PointOutlierMixin, _BaseComposition):
         The fitted members by name.
     offset_ : float
         Threshold on :meth:`score_samples`: the mean of the members' ``offset_``.
+    cloud_offset_ : float
+        Threshold on :meth:`score_clouds`: the mean of the members' ``cloud_offset_``.
 
     See Also
     --------
@@ -84,7 +86,8 @@ class ScoreFusion(PointOutlierMixin, _BaseComposition):
         # set only after every member fitted: a failure leaves no half-fitted state
         self.estimators_ = fitted
         self.named_estimators_ = dict(zip(names, fitted))
-        self.offset_ = float(np.mean([_offset(member) for member in fitted]))
+        self.offset_ = float(np.mean([_last_step(member).offset_ for member in fitted]))
+        self.cloud_offset_ = float(np.mean([_last_step(member).cloud_offset_ for member in fitted]))
         return self
 
     def score_samples(self, X):
@@ -94,6 +97,6 @@ class ScoreFusion(PointOutlierMixin, _BaseComposition):
         return [np.mean(scores, axis=0) for scores in zip(*per_member)]
 
 
-def _offset(member):
-    """A member's ``offset_``; a pipeline keeps it on its last step."""
-    return member[-1].offset_ if hasattr(member, "steps") else member.offset_
+def _last_step(member):
+    """The member itself, or a pipeline's last step (which holds the thresholds)."""
+    return member[-1] if hasattr(member, "steps") else member
