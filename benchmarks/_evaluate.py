@@ -76,26 +76,39 @@ def evaluate(make_detector, data, part_types=None, log=print):
     """
     rows = []
     for part, train, test, labels in per_part(data, part_types):
-        detector = make_detector()
-        start = time.perf_counter()
-        detector.fit(train)
-        fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        anomalies = [-s for s in detector.score_samples(test)]
-        score_s = time.perf_counter() - start
-        row = dict(
-            part=part,
-            au_pro_30=au_pro(labels, anomalies, integration_limit=0.3),
-            au_pro_05=au_pro(labels, anomalies, integration_limit=0.05),
-            cloud_auroc=cloud_roc_auc(labels, anomalies),
-            fit_s=fit_s,
-            score_s=score_s,
-            boundary_fp_share=boundary_false_positive_share(test, labels, anomalies),
-        )
+        row = dict(part=part, **evaluate_case(make_detector(), train, test, labels, boundary=True))
         rows.append(row)
         log(f"  {part:12s} AU-PRO@0.3 {row['au_pro_30']:.3f}  @0.05 {row['au_pro_05']:.3f}  "
-            f"AUROC {row['cloud_auroc']:.3f}  fit {fit_s:.0f}s  score {score_s:.1f}s", flush=True)
+            f"AUROC {row['cloud_auroc']:.3f}  fit {row['fit_s']:.0f}s  score {row['score_s']:.1f}s", flush=True)
     return rows
+
+
+def evaluate_case(detector, train, test, labels, boundary=False):
+    """Fit ``detector`` on ``train``, score ``test``; the metrics as a dict of floats.
+
+    Keys: au_pro_30, au_pro_05 (anomaly scores = minus ``score_samples``), cloud_auroc,
+    fit_s, score_s, and boundary_fp_share when ``boundary`` (see
+    :func:`boundary_false_positive_share`).
+    """
+    start = time.perf_counter()
+    detector.fit(train)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    anomalies = [-np.asarray(s, dtype=np.float64) for s in detector.score_samples(test)]
+    score_s = time.perf_counter() - start
+    for cloud, anomaly in zip(test, anomalies):
+        if anomaly.shape != (len(cloud),):
+            raise ValueError(f"score_samples returned {anomaly.shape} scores for a cloud of {len(cloud)} points")
+    row = dict(
+        au_pro_30=float(au_pro(labels, anomalies, integration_limit=0.3)),
+        au_pro_05=float(au_pro(labels, anomalies, integration_limit=0.05)),
+        cloud_auroc=float(cloud_roc_auc(labels, anomalies)),
+        fit_s=fit_s,
+        score_s=score_s,
+    )
+    if boundary:
+        row["boundary_fp_share"] = boundary_false_positive_share(test, labels, anomalies)
+    return row
 
 
 def boundary_points(cloud, k=16, ratio=0.5):

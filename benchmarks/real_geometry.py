@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 from scipy.spatial import cKDTree
-from sklearn.utils import Bunch
+from sklearn.utils import Bunch, check_random_state
 
 DEFAULT_MESH_ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "meshes"))
 
@@ -72,6 +72,13 @@ def _jittered_view(base, rng, jitter):
     axis = np.cross(base, helper)
     axis = _rodrigues(base, rng.uniform(0, 2 * np.pi)) @ axis
     return _rodrigues(axis, rng.uniform(0, jitter)) @ base
+
+
+def _as_generator(random_state):
+    """A numpy Generator from an int, RandomState, Generator or None (as skst3d.datasets seeds)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    return np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
 def make_real_geometry_set(
@@ -119,7 +126,6 @@ def make_real_geometry_set(
         None when ``mesh_root`` does not exist (a message is printed).
     """
     from skst3d.datasets import DEFECT_KINDS, add_defects, load_mesh, scan_mesh
-    from skst3d.datasets._sampling import _as_generator
 
     mesh_root = os.path.abspath(mesh_root or DEFAULT_MESH_ROOT)
     if not os.path.isdir(mesh_root):

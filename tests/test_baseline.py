@@ -88,3 +88,104 @@ def test_smoothing_averages_nearest_bank_distances_and_keeps_the_offset_calibrat
         leave_one_out.append(distances.min(1)[order].mean(1))
         start += 300
     assert smooth.offset_ == pytest.approx(np.quantile(-np.concatenate(leave_one_out), 0.1), rel=1e-5)
+
+
+# Open3DFPFHDetector: BTF's recipe on Open3D (the tests skip cleanly without open3d).
+
+
+def _bumpy_plane(rng, bump, n=3000):
+    xy = rng.uniform(-1, 1, size=(n, 2))
+    z = 0.002 * rng.normal(size=n)
+    if bump:
+        z = z + 0.15 * np.exp(-(xy**2).sum(1) / 0.01)
+    return np.c_[xy, z]
+
+
+def test_open3d_detector_bump_on_a_plane_scores_highest():
+    pytest.importorskip("open3d")
+    from skst3d.baseline import Open3DFPFHDetector
+
+    rng = np.random.default_rng(0)
+    det = Open3DFPFHDetector(voxel_ratio=2.0).fit([_bumpy_plane(rng, False) for _ in range(3)])
+    test = _bumpy_plane(rng, True)
+    anomaly = -det.score_samples([test])[0]
+    inside = (test[:, :2] ** 2).sum(1) < 0.02
+    assert det.voxel_size_ > 0 and det.memory_bank_.shape[1] == 33
+    assert anomaly[inside].mean() > 3 * anomaly[~inside].mean()
+    # the highest-scoring points lie on the bump, and predict flags some of it, little else
+    assert inside[np.argsort(anomaly)[-20:]].all()
+    flagged = det.predict([test])[0] == -1
+    assert flagged[inside].any() and flagged[~inside].mean() < 0.05
+    assert det.predict_clouds([test])[0] == -1
+
+
+def test_open3d_detector_lengths_order_and_pickle():
+    pytest.importorskip("open3d")
+    import pickle
+
+    from skst3d.baseline import Open3DFPFHDetector
+
+    rng = np.random.default_rng(1)
+    train = [_bumpy_plane(rng, False, n) for n in (1500, 1800)]
+    det = Open3DFPFHDetector(voxel_ratio=2.0, random_state=0).fit(train)
+    tests = [_bumpy_plane(rng, True, 1200), _bumpy_plane(rng, False, 900).astype(np.float32)]
+    scores = det.score_samples(tests)
+    assert [s.shape for s in scores] == [(1200,), (900,)]
+    # scores follow the input order: a permuted cloud gets permuted scores
+    perm = rng.permutation(1200)
+    np.testing.assert_allclose(det.score_samples([tests[0][perm]])[0], scores[0][perm], rtol=1e-4, atol=1e-4)
+    assert [d.shape for d in det.decision_function(tests)] == [(1200,), (900,)]
+    assert det.score_clouds(tests).shape == (2,)
+    loaded = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(loaded.score_samples(tests)[0], scores[0])
+
+
+def test_open3d_detector_bank_size_voxel_size_and_y():
+    pytest.importorskip("open3d")
+    from skst3d.baseline import Open3DFPFHDetector
+
+    rng = np.random.default_rng(2)
+    clouds = [_bumpy_plane(rng, False, 1000) for _ in range(2)]
+    det = Open3DFPFHDetector(voxel_size=0.1, memory_size=50, random_state=0).fit(clouds)
+    assert det.voxel_size_ == 0.1 and det.memory_bank_.shape == (50, 33)
+    y = [np.zeros(1000, int), np.r_[1, np.zeros(999, int)]]
+    one = Open3DFPFHDetector(voxel_size=0.1).fit(clouds, y)
+    alone = Open3DFPFHDetector(voxel_size=0.1).fit(clouds[:1])
+    np.testing.assert_array_equal(one.memory_bank_, alone.memory_bank_)
+    # the default voxel is voxel_ratio times the mean nearest-neighbour distance of the training points
+    from scipy.spatial import cKDTree
+
+    spacing = np.mean([cKDTree(c).query(c, 2)[0][:, 1].mean() for c in clouds])
+    auto = Open3DFPFHDetector(voxel_ratio=1.5).fit(clouds)
+    assert auto.voxel_size_ == pytest.approx(1.5 * spacing, rel=1e-5)
+
+
+@pytest.mark.parametrize("params", [dict(voxel_size=-1.0), dict(voxel_ratio=0), dict(n_neighbors=0),
+                                    dict(max_nn_normals=2), dict(contamination=0.7), dict(normal_radius="big")])
+def test_open3d_detector_validates_parameters(params):
+    from skst3d.baseline import Open3DFPFHDetector
+
+    with pytest.raises(ValueError):  # sklearn's InvalidParameterError, before open3d is needed
+        Open3DFPFHDetector(**params).fit([np.random.default_rng(0).normal(size=(100, 3))])
+
+
+def test_open3d_detector_says_how_to_install(monkeypatch):
+    import sys
+
+    from skst3d.baseline import Open3DFPFHDetector
+
+    monkeypatch.setitem(sys.modules, "open3d", None)  # import open3d raises ImportError
+    with pytest.raises(ImportError, match=r"pip install skst3d\[open3d\]"):
+        Open3DFPFHDetector().fit([np.random.default_rng(0).normal(size=(100, 3))])
+
+
+def test_open3d_detector_docstring_example_runs():
+    pytest.importorskip("open3d")
+    import doctest
+
+    from skst3d import baseline
+
+    source = baseline.Open3DFPFHDetector.__doc__.replace("  # doctest: +SKIP", "")
+    test = doctest.DocTestParser().get_doctest(source, {}, "Open3DFPFHDetector", None, 0)
+    result = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS).run(test)
+    assert result.failed == 0 and result.attempted >= 4
