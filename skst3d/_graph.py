@@ -249,7 +249,12 @@ def receptive_union(knn_indices: torch.Tensor, rows: torch.Tensor, n_hops: int) 
 
 
 def sample_rows(cloud: np.ndarray, n_points, seed) -> np.ndarray | None:
-    """Rows kept by farthest point sampling down to ``n_points`` (None: keep every row)."""
+    """Rows kept by farthest point sampling down to ``n_points`` (None: keep every row).
+
+    An int is a number of points; a float in (0, 1) a fraction of the cloud's points.
+    """
+    if isinstance(n_points, float) and n_points < 1:
+        n_points = max(2, int(round(n_points * cloud.shape[0])))
     if n_points is None or cloud.shape[0] <= n_points:
         return None
     from .geometry import farthest_point_sampling
@@ -295,8 +300,9 @@ def prepare_clouds(clouds, k, *, device, backend="auto", scale=None, n_points=No
         kNN backend, see :func:`skst3d.geometry.knn_graph`.
     scale : float, optional
         Divide by this (a fitted ``scale_``) instead of computing s from ``clouds``.
-    n_points : int, optional
-        Farthest point sampling down to this many points per cloud.
+    n_points : int or float, optional
+        Farthest point sampling down to this many points per cloud (a float in (0, 1): this
+        fraction of each cloud's points).
     seed : int
         Picks the first point of the farthest point sampling.
     """

@@ -146,3 +146,37 @@ def finish_anomalies(raw: np.ndarray, keys, reference, knn_indices: np.ndarray, 
         anomaly = reference.normalize(keys, anomaly, n_neighbors)
     anomaly = smooth_over_neighbors(anomaly, knn_indices, smoothing)
     return carry_to_inputs(anomaly, sample, cloud)
+
+
+# A member's anomalies are divided by how far its held-out good points reach above their median:
+# the 99th percentile. Fused scores then read as "multiples of a normal point's tail".
+_FUSION_QUANTILE = 0.99
+
+
+class FusionScales:
+    """Median and tail scale of each fused member's anomalies on held-out good clouds.
+
+    ``members[m][c]`` are member m's point anomalies (higher = more anomalous) on held-out
+    cloud c. A fused anomaly is the mean over members of ``(anomaly - median) / scale`` with
+    ``scale = quantile_99 - median`` of the held-out points.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scales = FusionScales([[np.arange(101.0)], [10 * np.arange(101.0)]])
+    >>> scales.fuse([[np.array([50.0, 149.0])], [np.array([500.0, 1490.0])]])[0]
+    array([0., 2.])
+    """
+
+    def __init__(self, members):
+        pooled = [np.concatenate(member).astype(np.float64) for member in members]
+        self.medians = np.array([np.median(p) for p in pooled])
+        tails = np.array([np.quantile(p, _FUSION_QUANTILE) for p in pooled]) - self.medians
+        self.scales = np.maximum(tails, 1e-12 * np.maximum(np.abs(self.medians), 1.0))
+
+    def fuse(self, members):
+        """The fused anomaly of every cloud: one array per cloud."""
+        return [
+            np.mean([(member[c] - m) / s for member, m, s in zip(members, self.medians, self.scales)], axis=0)
+            for c in range(len(members[0]))
+        ]

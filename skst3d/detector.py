@@ -16,7 +16,7 @@ from . import weights
 from ._graph import prepare_clouds
 from ._model import StudentTeacherModel
 from ._outlier import PointOutlierMixin
-from ._scoring import LocalErrorReference, finish_anomalies
+from ._scoring import FusionScales, LocalErrorReference, finish_anomalies
 from ._training import (
     TorchStateMixin,
     fit_students,
@@ -116,6 +116,14 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         in a pipeline) did (see the user guide). 0 (no augmentation) is the paper's training; 180 (uniform
         rotations) is the paper's rotation-invariance ablation, which makes locally rotated
         geometry look normal. Validation clouds are never rotated.
+    fusion : None, "fpfh" or estimator, default=None
+        A classical detector whose point anomalies are fused with 3D-ST's (beyond the paper):
+        ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` with its defaults; any
+        other unfitted detector with ``fit`` and ``score_samples`` (higher = more normal) is
+        cloned. It is fitted on the same training clouds (registered, if ``registration``) as
+        the students; each method's anomalies are divided by how far they reach on held-out
+        good points (their median and 99th percentile) and the two are averaged. None: 3D-ST
+        alone, as in the paper.
     registration : bool or RigidRegistration, default=False
         Register every cloud rigidly onto a reference training cloud (trimmed ICP, see
         :class:`~skst3d.registration.RigidRegistration`) before anything else, in fit and in
@@ -123,10 +131,11 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         descriptors are not rotation invariant). ``True`` uses ``RigidRegistration()``; an
         unfitted RigidRegistration is cloned with its parameters. Points keep their order, so
         scores still line up with the input points.
-    n_points : int or None, default=None
+    n_points : int, float or None, default=None
         If set, clouds with more points are reduced to ``n_points`` by farthest point sampling
-        (the paper uses 64,000); scores of the sampled points are carried to every input point
-        by nearest sampled neighbour, so outputs always match the input.
+        (the paper uses 64,000); a float in (0, 1) keeps that fraction of each cloud's points,
+        which also evens out irregular sampling. Scores of the sampled points are carried to
+        every input point by nearest sampled neighbour, so outputs always match the input.
     contamination : float, default=1e-3
         Fraction of held-out anomaly-free points that :meth:`predict` flags; sets ``offset_``.
     device : str or torch.device, default="auto"
@@ -151,6 +160,10 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     ----------
     teacher_ : TeacherPretrainer
         The fitted teacher in use (the object passed as ``teacher`` when it was fitted).
+    fusion_ : estimator or None
+        The fitted companion detector of ``fusion``, None without it.
+    fusion_scales_ : FusionScales or None
+        Medians and tail scales of the two methods' anomalies on the held-out good clouds.
     registration_ : RigidRegistration or None
         The fitted registration (its reference cloud), None without ``registration``.
     model_ : torch.nn.Module
@@ -220,7 +233,8 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "rotation_augmentation": [Interval(Real, 0, 180, closed="both")],
         "registration": ["boolean", HasMethods(["fit", "transform"])],
-        "n_points": [Interval(Integral, 2, None, closed="left"), None],
+        "fusion": [None, StrOptions({"fpfh"}), HasMethods(["fit", "score_samples"])],
+        "n_points": [Interval(Integral, 2, None, closed="left"), Interval(Real, 0, 1, closed="neither"), None],
         "contamination": [Interval(Real, 0, 0.5, closed="both")],
         "device": [str, torch.device],
         "knn_backend": [StrOptions(_KNN_BACKENDS)],
@@ -247,6 +261,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         weight_decay=1e-5,
         validation_fraction=0.1,
         rotation_augmentation=0.0,
+        fusion=None,
         registration=False,
         n_points=None,
         contamination=1e-3,
@@ -271,6 +286,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.rotation_augmentation = rotation_augmentation
+        self.fusion = fusion
         self.registration = registration
         self.n_points = n_points
         self.contamination = contamination
@@ -314,11 +330,18 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
             model, targets = self._standardized_model(teacher, prepared, train_idx, seed_from(rng), device)
             losses, val_losses, best_epoch, _ = fit_students(model, prepared, targets, train_idx, val_idx, self, rng)
             reference = self._error_reference(model, prepared, targets, clouds, train_idx, scale, rng)
-            offset, cloud_offset = self._offset(model, reference, prepared, clouds, train_idx, val_idx)
+            companion = self._fitted_companion(clouds, train_idx, rng)
+            held_out = self._held_out(train_idx, val_idx, len(clouds))
+            members = self._member_anomalies(
+                model, reference, companion, [prepared[i] for i in held_out], [clouds[i] for i in held_out]
+            )
+            fusion = None if companion is None else FusionScales(members)
+            offset, cloud_offset = self._calibrate([-a for a in _fused(members, fusion)])
 
         # Fitted attributes are set only now: an interrupted fit leaves no half-fitted state.
         self.teacher_ = teacher
         self.registration_ = registration
+        self.fusion_, self.fusion_scales_ = companion, fusion
         self.model_ = model
         self.scale_ = float(scale)
         self.offset_, self.cloud_offset_ = offset, cloud_offset
@@ -333,7 +356,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     def _structure(self):
         """Parameters the fitted model depends on; changing one after fit needs a new fit."""
         return {"k": self.k, "d": self.d, "score_normalization": self.score_normalization,
-                "registration": self.registration is not False}
+                "registration": self.registration is not False, "fusion": self.fusion is not None}
 
     def _fitted_teacher(self, rng):
         teacher = self.teacher
@@ -408,21 +431,30 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
             return input_cloud if cloud.sample is None else input_cloud[cloud.sample]
         return targets.cpu().numpy()
 
-    def _offset(self, model, reference, prepared, clouds, train_idx, val_idx):
-        """``offset_``: the ``contamination`` quantile of the held-out clouds' scores."""
-        held_out = val_idx
-        if not len(val_idx):
-            warnings.warn(
-                f"no training cloud was held out ({len(clouds)} cloud(s), validation_fraction="
-                f"{self.validation_fraction}): offset_ is set from the training clouds' own scores, which "
-                "are more normal than new clouds' are, so predict will flag more than the contamination "
-                "share of good points. Fit on several clouds with validation_fraction > 0.",
-                UserWarning,
-                stacklevel=3,
-            )
-            held_out = train_idx
-        anomalies = self._anomalies(model, reference, [prepared[i] for i in held_out], [clouds[i] for i in held_out])
-        return self._calibrate([-a for a in anomalies])
+    def _held_out(self, train_idx, val_idx, n_clouds):
+        """The clouds that set the thresholds: the validation clouds, else (warned) the training ones."""
+        if len(val_idx):
+            return val_idx
+        warnings.warn(
+            f"no training cloud was held out ({n_clouds} cloud(s), validation_fraction="
+            f"{self.validation_fraction}): offset_ is set from the training clouds' own scores, which "
+            "are more normal than new clouds' are, so predict will flag more than the contamination "
+            "share of good points. Fit on several clouds with validation_fraction > 0.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return train_idx
+
+    def _fitted_companion(self, clouds, train_idx, rng):
+        """The ``fusion`` detector fitted on the training clouds (None without fusion)."""
+        if self.fusion is None:
+            return None
+        from .baseline import FPFHMemoryBankDetector
+
+        companion = clone(FPFHMemoryBankDetector() if self.fusion == "fpfh" else self.fusion)
+        if "random_state" in companion.get_params():
+            companion.set_params(random_state=seed_from(rng))
+        return companion.fit([clouds[i] for i in train_idx])
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -457,6 +489,13 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
                 )
         return out
 
+    def _member_anomalies(self, model, reference, companion, prepared, clouds):
+        """Point anomalies of 3D-ST and, with ``fusion``, of the companion: one list per method."""
+        members = [self._anomalies(model, reference, prepared, clouds)]
+        if companion is not None:
+            members.append([-np.asarray(s, dtype=np.float64) for s in companion.score_samples(clouds)])
+        return members
+
     def score_samples(self, X):
         """Normality of every point: minus the regression error of equation (6).
 
@@ -483,7 +522,9 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
                 seed=seed,
             )
             model = self.model_.to(device).eval()
-            return [-a for a in self._anomalies(model, self.error_reference_, prepared, clouds)]
+            companion = getattr(self, "fusion_", None)
+            members = self._member_anomalies(model, self.error_reference_, companion, prepared, clouds)
+            return [-a for a in _fused(members, getattr(self, "fusion_scales_", None))]
 
     def _check_structure_unchanged(self):
         current = self._structure()
@@ -524,6 +565,11 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         cloned = {name: clone(value, safe=False) for name, value in params.items()}
         keep = isinstance(teacher, str) or teacher is None or hasattr(teacher, "network_")
         return type(self)(teacher=teacher if keep else clone(teacher), **cloned)
+
+
+def _fused(members, fusion):
+    """3D-ST's anomalies alone, or fused with the companion's (see :class:`FusionScales`)."""
+    return members[0] if fusion is None else fusion.fuse(members)
 
 
 def _fit_teacher_on_builtin_scenes(cls, params, n_scenes, n_points):

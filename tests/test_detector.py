@@ -1,5 +1,6 @@
 """StudentTeacherDetector: semantics of equations (4)-(6), sklearn behaviour, persistence."""
 
+import copy
 import pickle
 
 import joblib
@@ -315,3 +316,24 @@ def test_registration_scores_a_turned_cloud_like_the_original():
     assert np.abs(a - b).mean() > 4 * registered_difference
     with pytest.raises(ValueError, match="registration"):
         registered.set_params(registration=False).score_samples([turned])
+
+
+def test_fusion_averages_the_standardised_anomalies_of_both_methods():
+    # With fusion, a point's anomaly is the mean over 3D-ST and the FPFH memory bank of
+    # (anomaly - median) / (99th percentile - median), the statistics taken on held-out clouds.
+    from skst3d.baseline import FPFHMemoryBankDetector
+
+    train, test = wavy_clouds(6), wavy_clouds(2, seed=9, bump=True)
+    det = StudentTeacherDetector("random", **SMALL, fusion="fpfh", validation_fraction=0.34, random_state=0).fit(train)
+    assert isinstance(det.fusion_, FPFHMemoryBankDetector)
+    st_only = copy.deepcopy(det)
+    st_only.fusion_ = st_only.fusion_scales_ = None
+    st = [-s for s in st_only.score_samples(test)]
+    fp = [-s for s in det.fusion_.score_samples(test)]
+    medians, scales = det.fusion_scales_.medians, det.fusion_scales_.scales
+    for got, a, b in zip(det.score_samples(test), st, fp):
+        want = ((a - medians[0]) / scales[0] + (b - medians[1]) / scales[1]) / 2
+        np.testing.assert_allclose(-got, want, rtol=1e-10)
+    assert scales.min() > 0 and det.offset_ < 0
+    with pytest.raises(ValueError, match="fusion"):
+        det.set_params(fusion=None).score_samples(test)
