@@ -23,8 +23,8 @@ from ._outlier import PointOutlierMixin
 from ._validation import anomaly_free_clouds, check_point_clouds
 
 
-def _normals(points, tree, k, view_direction):
-    _, idx = tree.query(points, k + 1)
+def _normals(points, tree, k, view_direction, workers=1):
+    _, idx = tree.query(points, k + 1, workers=workers)
     neighbours = points[idx]
     centred = neighbours - neighbours.mean(axis=1, keepdims=True)
     cov = np.einsum("nki,nkj->nij", centred, centred)
@@ -85,27 +85,37 @@ def fpfh_features(points, k_normals=16, k_features=32, n_bins=11, view_direction
     return _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction)[0]
 
 
-def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction):
+# Points per block of the pair-feature computation: bounds memory on million-point clouds.
+_FPFH_BLOCK = 1 << 15
+
+
+def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, workers=1):
     """:func:`fpfh_features` and the (n, k_features) kNN indices it used (self excluded)."""
     points = np.asarray(points, dtype=np.float64)
     view = np.asarray(view_direction, dtype=np.float64)
     tree = cKDTree(points)
-    normals = _normals(points, tree, k_normals, view)
-    dist, idx = tree.query(points, k_features + 1)
+    normals = _normals(points, tree, k_normals, view, workers)
+    dist, idx = tree.query(points, k_features + 1, workers=workers)
     dist, idx = dist[:, 1:], idx[:, 1:]
-    alpha, phi, theta = _pair_features(points[:, None, :], normals[:, None, :], points[idx], normals[idx])
     n = points.shape[0]
-    spfh = np.zeros((n, 3, n_bins))
-    edges = [(alpha, -1.0, 1.0), (phi, -1.0, 1.0), (theta, -np.pi, np.pi)]
-    rows = np.repeat(np.arange(n), k_features)
-    for j, (values, lo, hi) in enumerate(edges):
-        bins = np.clip(((values - lo) / (hi - lo) * n_bins).astype(np.int64), 0, n_bins - 1).ravel()
-        np.add.at(spfh[:, j, :], (rows, bins), 1.0 / k_features)
-    spfh = spfh.reshape(n, -1)
+    spfh = np.empty((n, 3 * n_bins))
+    edges = [(-1.0, 1.0), (-1.0, 1.0), (-np.pi, np.pi)]
+    for start in range(0, n, _FPFH_BLOCK):
+        rows = slice(start, start + _FPFH_BLOCK)
+        angles = _pair_features(points[rows, None, :], normals[rows, None, :], points[idx[rows]], normals[idx[rows]])
+        block = np.zeros((len(angles[0]), 3, n_bins))
+        within = np.repeat(np.arange(len(angles[0])), k_features)
+        for j, (values, (lo, hi)) in enumerate(zip(angles, edges)):
+            bins = np.clip(((values - lo) / (hi - lo) * n_bins).astype(np.int64), 0, n_bins - 1).ravel()
+            np.add.at(block[:, j, :], (within, bins), 1.0 / k_features)
+        spfh[rows] = block.reshape(len(block), -1)
     weights = 1.0 / np.maximum(dist, 1e-12)
     weights /= weights.sum(axis=1, keepdims=True)
-    fpfh = spfh + np.einsum("nk,nkf->nf", weights, spfh[idx])
-    return fpfh.astype(np.float32), idx
+    fpfh = np.empty((n, 3 * n_bins), dtype=np.float32)
+    for start in range(0, n, _FPFH_BLOCK):
+        rows = slice(start, start + _FPFH_BLOCK)
+        fpfh[rows] = spfh[rows] + np.einsum("nk,nkf->nf", weights[rows], spfh[idx[rows]])
+    return fpfh, idx
 
 
 class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
@@ -129,6 +139,12 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         both methods can be compared with and without it.
     contamination : float, default=1e-3
         Fraction of training points flagged by :meth:`predict` (sets ``offset_``).
+    n_points : int, float or None, default=None
+        Clouds with more points are reduced to this many by farthest point sampling (a float
+        in (0, 1): that fraction), and the sampled points' scores are carried to every input
+        point by nearest sampled neighbour: bounded time and memory on large scans.
+    n_jobs : int or None, default=None
+        Threads of the k-d tree queries (scikit-learn's convention: None is 1).
     random_state : int, RandomState instance or None, default=None
 
     Attributes
@@ -161,12 +177,15 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         "view_direction": ["array-like"],
         "smoothing": [Interval(Integral, 0, None, closed="left")],
         "contamination": [Interval(Real, 0, 0.5, closed="both")],
+        "n_points": [Interval(Integral, 2, None, closed="left"), Interval(Real, 0, 1, closed="neither"), None],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
     }
 
     def __init__(
         self, k_normals=16, k_features=32, n_bins=11, memory_size=None,
-        view_direction=(0.0, 0.0, 1.0), smoothing=0, contamination=1e-3, random_state=None,
+        view_direction=(0.0, 0.0, 1.0), smoothing=0, contamination=1e-3, n_points=None, n_jobs=None,
+        random_state=None,
     ):
         self.k_normals = k_normals
         self.k_features = k_features
@@ -175,18 +194,28 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         self.view_direction = view_direction
         self.smoothing = smoothing
         self.contamination = contamination
+        self.n_points = n_points
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def _features(self, cloud):
-        """FPFH of every point and each point's k_features neighbours (for smoothing)."""
-        return _fpfh_and_neighbours(cloud, self.k_normals, self.k_features, self.n_bins, self.view_direction)
+        """FPFH of every (sampled) point, each one's k_features neighbours, the sampled rows."""
+        from ._graph import sample_rows
+        from ._training import resolve_n_jobs
+
+        sample = sample_rows(cloud, self.n_points, seed=0)
+        kept = cloud if sample is None else cloud[sample]
+        features, neighbours = _fpfh_and_neighbours(
+            kept, self.k_normals, self.k_features, self.n_bins, self.view_direction, resolve_n_jobs(self.n_jobs)
+        )
+        return features, neighbours, sample
 
     def fit(self, X, y=None):
         """Store the descriptors of all training points (clouds with anomalies in y are left out)."""
         self._validate_params()
         clouds = check_point_clouds(X, min_points=max(self.k_normals, self.k_features) + 1)
         clouds = anomaly_free_clouds(clouds, y)
-        features, neighbours = zip(*(self._features(c) for c in clouds))
+        features, neighbours, _ = zip(*(self._features(c) for c in clouds))
         bank = np.concatenate(features)
         rng = check_random_state(self.random_state)
         if self.memory_size is not None and bank.shape[0] > self.memory_size:
@@ -211,11 +240,15 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         clouds = check_point_clouds(X, min_points=max(self.k_normals, self.k_features) + 1)
         if getattr(self, "_tree", None) is None:
             self._tree = cKDTree(self.memory_bank_)
+        from ._scoring import carry_to_inputs
+        from ._training import resolve_n_jobs
+
         scores = []
         for cloud in clouds:
-            feature, neighbours = self._features(cloud)
-            nearest = self._tree.query(feature, 1, workers=-1)[0]
-            scores.append(-smooth_over_neighbors(nearest, neighbours, self.smoothing))
+            feature, neighbours, sample = self._features(cloud)
+            nearest = self._tree.query(feature, 1, workers=resolve_n_jobs(self.n_jobs))[0]
+            anomaly = smooth_over_neighbors(nearest, neighbours, self.smoothing)
+            scores.append(-carry_to_inputs(anomaly, sample, cloud))
         return scores
 
     def __getstate__(self):

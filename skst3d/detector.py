@@ -34,6 +34,8 @@ from .pretrain import _KNN_BACKENDS, TeacherPretrainer
 
 # An unfitted TeacherPretrainer given as teacher is pretrained on these built-in scenes.
 _BUILTIN_SCENES = dict(n_scenes=40, n_points=4096)
+# The FPFH companion of fusion="fpfh" works on at most this many points of a cloud.
+_FUSION_MAX_POINTS = 1 << 16
 # Training points kept for descriptor-space normalisation (a random subset beyond this).
 _DESCRIPTOR_REFERENCE_SIZE = 16384
 
@@ -118,7 +120,8 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         geometry look normal. Validation clouds are never rotated.
     fusion : None, "fpfh" or estimator, default=None
         A classical detector whose point anomalies are fused with 3D-ST's (beyond the paper):
-        ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` with its defaults; any
+        ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` (on at most 65,536 points
+        of a cloud, or ``n_points``, scores carried back to every point); any
         other unfitted detector with ``fit`` and ``score_samples`` (higher = more normal) is
         cloned. It is fitted on the same training clouds (registered, if ``registration``) as
         the students; each method's anomalies are divided by how far they reach on held-out
@@ -451,7 +454,11 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
             return None
         from .baseline import FPFHMemoryBankDetector
 
-        companion = clone(FPFHMemoryBankDetector() if self.fusion == "fpfh" else self.fusion)
+        if self.fusion == "fpfh":
+            # FPFH on at most this many points per cloud (scores carried back): bounded cost on big scans
+            companion = FPFHMemoryBankDetector(n_points=self.n_points or _FUSION_MAX_POINTS, n_jobs=self.n_jobs)
+        else:
+            companion = clone(self.fusion)
         if "random_state" in companion.get_params():
             companion.set_params(random_state=seed_from(rng))
         return companion.fit([clouds[i] for i in train_idx])
