@@ -19,7 +19,7 @@ from sklearn.base import clone
 from .defects import cloud_scores
 from .metrics import au_pro
 
-__all__ = ["METRICS", "evaluate_part_types", "final_estimator", "format_results", "mean_results"]
+__all__ = ["METRICS", "evaluate_case", "evaluate_part_types", "final_estimator", "format_results", "mean_results"]
 
 #: Metrics of a result row (keys of :func:`evaluate_part_types`' rows) averaged by :func:`mean_results`.
 METRICS = ("au_pro_0.3", "au_pro_0.05", "cloud_auroc", "verdict_accuracy")
@@ -102,41 +102,67 @@ def evaluate_part_types(estimator, data, *, part_types=None, log=None, on_part=N
             raise ValueError(f"part type {part!r} has {len(train)} training and {len(indices)} test clouds in data")
         test = [data.test[i] for i in indices]
         labels = [np.asarray(data.test_labels[i]) for i in indices]
-        defective = np.array([bool(np.any(lab)) for lab in labels])
         say(f"[{number}/{len(part_types)}] {part}: training on {len(train)} good clouds ...")
         model = estimator(part) if callable(estimator) and not hasattr(estimator, "fit") else clone(estimator)
-        start = time.perf_counter()
-        model.fit(train)
-        fit_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        scores = model.score_samples(test)
-        score_seconds = time.perf_counter() - start
-        anomaly = [-np.asarray(s, dtype=np.float64) for s in scores]
-        cloud = cloud_scores(scores)
-        final = final_estimator(model)
-        cloud_offset = getattr(final, "cloud_offset_", None)
-        row = {
-            "n_train": len(train),
-            "n_test": len(test),
-            "n_defective": int(defective.sum()),
-            "au_pro_0.3": _undefined_is_nan(au_pro, labels, anomaly, integration_limit=0.3),
-            "au_pro_0.05": _undefined_is_nan(au_pro, labels, anomaly, integration_limit=0.05),
-            "cloud_auroc": _roc_auc(defective, -cloud),
-            "verdict_accuracy": float("nan") if cloud_offset is None else float(np.mean((cloud < cloud_offset) == defective)),
-            "best_epoch": None if getattr(final, "best_epoch_", None) is None else int(final.best_epoch_),
-            "fit_seconds": round(fit_seconds, 2),
-            "score_seconds": round(score_seconds, 2),
-        }
+        row, anomaly = evaluate_case(model, train, test, labels)
         results[part] = row
         say(
-            f"[{number}/{len(part_types)}] {part}: fit {fit_seconds:.1f} s, scored {len(test)} clouds "
-            f"({row['n_defective']} defective) in {score_seconds:.1f} s: AU-PRO@0.3 {row['au_pro_0.3']:.3f}, "
+            f"[{number}/{len(part_types)}] {part}: fit {row['fit_seconds']:.1f} s, scored {len(test)} clouds "
+            f"({row['n_defective']} defective) in {row['score_seconds']:.1f} s: AU-PRO@0.3 {row['au_pro_0.3']:.3f}, "
             f"AU-PRO@0.05 {row['au_pro_0.05']:.3f}, cloud AUROC {row['cloud_auroc']:.3f}, "
             f"verdicts {row['verdict_accuracy']:.3f}"
         )
         if on_part is not None:
             on_part(part, model, test, anomaly, labels, indices)
     return results
+
+
+def evaluate_case(model, train, test, labels):
+    """Fit ``model`` on the good clouds ``train``, score ``test``: (metrics row, anomaly scores).
+
+    The row has the keys of :func:`evaluate_part_types`' rows; the anomaly scores (higher =
+    more anomalous, one array per test cloud) are minus ``model.score_samples(test)``. The
+    benchmarks run every method and case through this function.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skst3d.baseline import FPFHMemoryBankDetector
+    >>> from skst3d.datasets import make_synthetic_parts
+    >>> from skst3d.evaluation import evaluate_case
+    >>> data = make_synthetic_parts(n_train=3, n_test=4, part_types=["plate"], n_points=384, random_state=0)
+    >>> row, anomaly = evaluate_case(FPFHMemoryBankDetector(), data.train, data.test, data.test_labels)
+    >>> len(anomaly), 0 <= row["au_pro_0.3"] <= 1
+    (4, True)
+    """
+    labels = [np.asarray(lab) for lab in labels]
+    defective = np.array([bool(np.any(lab)) for lab in labels])
+    start = time.perf_counter()
+    model.fit(train)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = model.score_samples(test)
+    score_seconds = time.perf_counter() - start
+    anomaly = [-np.asarray(s, dtype=np.float64) for s in scores]
+    for cloud, values in zip(test, anomaly):
+        if values.shape != (len(cloud),):
+            raise ValueError(f"score_samples returned {values.shape} scores for a cloud of {len(cloud)} points")
+    cloud = cloud_scores(scores)
+    final = final_estimator(model)
+    cloud_offset = getattr(final, "cloud_offset_", None)
+    row = {
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_defective": int(defective.sum()),
+        "au_pro_0.3": _undefined_is_nan(au_pro, labels, anomaly, integration_limit=0.3),
+        "au_pro_0.05": _undefined_is_nan(au_pro, labels, anomaly, integration_limit=0.05),
+        "cloud_auroc": _roc_auc(defective, -cloud),
+        "verdict_accuracy": float("nan") if cloud_offset is None else float(np.mean((cloud < cloud_offset) == defective)),
+        "best_epoch": None if getattr(final, "best_epoch_", None) is None else int(final.best_epoch_),
+        "fit_seconds": round(fit_seconds, 2),
+        "score_seconds": round(score_seconds, 2),
+    }
+    return row, anomaly
 
 
 def mean_results(results):
