@@ -164,7 +164,7 @@ class FusionScales:
     --------
     >>> import numpy as np
     >>> scales = FusionScales([[np.arange(101.0)], [10 * np.arange(101.0)]])
-    >>> scales.fuse([[np.array([50.0, 149.0])], [np.array([500.0, 1490.0])]])[0]
+    >>> scales.fuse([[np.array([50.0, 148.0])], [np.array([500.0, 1480.0])]])[0]
     array([0., 2.])
     """
 
