@@ -85,10 +85,15 @@ def evaluate(make_detector, data, part_types=None, log=print):
 def evaluate_case(detector, train, test, labels, boundary=False):
     """:func:`skst3d.evaluation.evaluate_case`, its metrics under the benchmarks' keys.
 
-    Keys: au_pro_30, au_pro_05, cloud_auroc, verdict_accuracy, fit_s, score_s, and
+    Keys: au_pro_30, au_pro_05, cloud_auroc, verdict_accuracy, fit_s, score_s, the verdict
+    material (cloud_anomalies, defective, cloud_offset, held_out_deciles) and
     boundary_fp_share when ``boundary`` (see :func:`boundary_false_positive_share`).
     """
+    from skst3d.evaluation import final_estimator
+
     row, anomalies = skst3d_evaluate_case(detector, train, test, labels)
+    final = final_estimator(detector)
+    deciles = getattr(final, "held_out_deciles_", None)
     out = dict(
         au_pro_30=row["au_pro_0.3"],
         au_pro_05=row["au_pro_0.05"],
@@ -96,6 +101,11 @@ def evaluate_case(detector, train, test, labels, boundary=False):
         verdict_accuracy=row["verdict_accuracy"],
         fit_s=row["fit_seconds"],
         score_s=row["score_seconds"],
+        # What the verdict rule needs, so that it can be tuned on dev without refitting.
+        cloud_anomalies=[float(np.max(a)) for a in anomalies],
+        defective=[bool(np.any(lab)) for lab in labels],
+        cloud_offset=getattr(final, "cloud_offset_", None),
+        held_out_deciles=None if deciles is None else [float(v) for v in deciles],
     )
     if boundary:
         out["boundary_fp_share"] = boundary_false_positive_share(test, labels, anomalies)

@@ -2,7 +2,9 @@
 
 Scenes follow the paper (10 objects, longest side 1, random rotation, positions in [-3, 3]^3,
 farthest point sampling) and are built from the shared real meshes (../shared/data/meshes,
-when present) plus skst3d's procedural shapes. Training runs in chunks of epochs with
+when present) plus skst3d's procedural shapes. Only the meshes of the protocol's pretraining
+group are used (``benchmarks/protocol.py``; ``--mesh-group all`` takes every mesh), so that no
+part of the dev or test split is seen by a bundled teacher. Training runs in chunks of epochs with
 ``warm_start=True`` and writes a checkpoint after every chunk, so it can be stopped and
 resumed (``--resume``) and grown across runs. The metadata beside the weights records the data,
 the epochs, the command and the teacher's quality: its validation Chamfer against the same
@@ -31,6 +33,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MESHES = os.path.abspath(os.path.join(HERE, "..", "..", "shared", "data", "meshes"))
 
 
+def _mesh_text(group):
+    if group == "all":
+        return "all shared real meshes (dev and test parts included) + "
+    return "the shared real meshes of the protocol's pretraining group (no dev or test part) + "
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--d", type=int, default=64)
@@ -45,6 +53,8 @@ def main(argv=None):
     parser.add_argument("--chunk-epochs", type=int, default=2)
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget")
     parser.add_argument("--meshes", default=DEFAULT_MESHES)
+    parser.add_argument("--mesh-group", choices=("pretraining", "all"), default="pretraining",
+                        help="pretraining: only the protocol's pretraining meshes (no dev or test shape)")
     parser.add_argument("--output", default=None, help="weights file (default: skst3d/weights/teacher_d{d}_k{k}.pt)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
@@ -57,6 +67,12 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     output = args.output or os.path.join(WEIGHTS_DIR, f"teacher_d{args.d}_k{args.k}.pt")
     mesh_dir = args.meshes if os.path.isdir(args.meshes) else None
+    if mesh_dir and args.mesh_group == "pretraining":
+        import tempfile
+
+        import protocol
+
+        mesh_dir = protocol.link_pretraining_meshes(tempfile.mkdtemp(prefix="skst3d-meshes-"), root=args.meshes)
     start = time.perf_counter()
 
     scenes = _scenes(args.scenes + args.validation_scenes, args.points, mesh_dir, args.noise, args.seed, args.jobs)
@@ -98,7 +114,7 @@ def main(argv=None):
               f"(untrained {reference:.4f}), {elapsed:.1f} min", flush=True)
         metadata = dict(
             data=f"{args.scenes} scenes x {args.points} points, 10 objects each, from "
-                 f"{'shared real meshes + ' if mesh_dir else ''}procedural shapes, noise {args.noise}",
+                 f"{_mesh_text(args.mesh_group) if mesh_dir else ''}procedural shapes, noise {args.noise}",
             validation_chamfer=validation_chamfer,
             untrained_validation_chamfer=reference,
             max_receptive_field=args.max_receptive_field,

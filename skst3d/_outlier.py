@@ -17,7 +17,9 @@ class PointOutlierMixin(OutlierMixin):
     ``offset_`` is the threshold below which a point is flagged and ``cloud_offset_`` the one
     below which a cloud's :meth:`score_clouds` calls it defective. Estimators call
     :meth:`_calibrate` at the end of ``fit`` with the point scores of held-out good clouds; it
-    returns both thresholds.
+    returns both thresholds and sets ``held_out_deciles_``, the 10th to 90th percentiles of those
+    scores (how good unseen scans score: :func:`skst3d.defects.cloud_threshold` with another
+    ``margin`` needs only its first and last entries).
 
     Estimators with a ``scale_`` (the training clouds' point spacing) and a ``k`` warn, in
     every method here, about scored clouds whose spacing differs from it by more than
@@ -34,10 +36,13 @@ class PointOutlierMixin(OutlierMixin):
         cloud_offset : float
             ``cloud_offset_``: :func:`skst3d.defects.cloud_threshold` of their point scores,
             with ``min_anomaly=`` :data:`~skst3d.defects.Z_SCORE_LEVEL` when the scores are local
-            z-scores (``score_normalization`` other than ``"none"``).
+            z-scores (``score_normalization`` other than ``"none"`` and no ``fusion``: fused
+            scores are in units of the members' tails, not z-scores).
         """
-        offset = float(np.quantile(np.concatenate(held_out_scores), self.contamination))
-        z_scores = getattr(self, "score_normalization", "none") != "none"
+        pooled = np.concatenate(held_out_scores)
+        self.held_out_deciles_ = np.quantile(pooled, np.linspace(0.1, 0.9, 9))
+        offset = float(np.quantile(pooled, self.contamination))
+        z_scores = getattr(self, "score_normalization", "none") != "none" and getattr(self, "fusion", None) is None
         min_anomaly = defects.Z_SCORE_LEVEL if z_scores else None
         return offset, defects.cloud_threshold(held_out_scores, min_anomaly=min_anomaly)
 

@@ -35,13 +35,20 @@ def _normals(points, tree, k, view_direction, workers=1):
     return normals
 
 
+# Cosines closer than this count as equal (a tie keeps the pair's order): far above rounding
+# noise, far below any difference a histogram bin of 2/n_bins resolves.
+_TIE_TOLERANCE = 1e-7
+
+
 def _pair_features(p_s, n_s, p_t, n_t):
     """Darboux-frame angles (alpha, phi, theta) of point pairs, as in PFH/FPFH."""
     diff = p_t - p_s
     dist = np.linalg.norm(diff, axis=-1, keepdims=True)
     direction = diff / np.maximum(dist, 1e-12)
-    # the source is the point whose normal makes the smaller angle with the connecting line
-    swap = np.abs((n_s * direction).sum(-1)) < np.abs((n_t * direction).sum(-1))
+    # The source is the point whose normal makes the smaller angle with the connecting line.
+    # Symmetric pairs (on a cylinder, a plane) tie; without a tolerance, rounding noise
+    # (1e-10 here from a far-away origin) decides them and flips the sign of phi.
+    swap = np.abs((n_s * direction).sum(-1)) < np.abs((n_t * direction).sum(-1)) - _TIE_TOLERANCE
     u = np.where(swap[..., None], n_t, n_s)
     other = np.where(swap[..., None], n_s, n_t)
     direction = np.where(swap[..., None], -direction, direction)

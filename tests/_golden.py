@@ -11,7 +11,8 @@ import torch
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "golden_scores.npz")
 
-SMALL = dict(k=6, d=8, n_blocks=1, n_epochs=3)
+# Recorded before registration and fusion existed: both off, as they were then.
+SMALL = dict(k=6, d=8, n_blocks=1, n_epochs=3, registration=False, fusion=None)
 
 # name -> StudentTeacherDetector keyword arguments (teacher first)
 DETECTORS = {
@@ -20,7 +21,8 @@ DETECTORS = {
                                     n_students=2),
     "location_sampled_rotated": dict(teacher="random", **SMALL, score_normalization="location", smoothing=2,
                                      n_points=120, rotation_augmentation=20.0),
-    "bundled_d32": dict(teacher=None, k=32, d=32, n_epochs=2),
+    "bundled_d32": dict(teacher=None, k=32, d=32, n_epochs=2, score_normalization="descriptor", registration=False,
+                        fusion=None),
 }
 
 

@@ -311,20 +311,23 @@ def test_without_matplotlib_everything_but_the_pictures_is_written(small, tmp_pa
 
 
 # ---------------------------------------------------------------------------- registration
-def test_fit_register_saves_a_pipeline_that_reports_regions_in_the_input_frame(small, tmp_path, capsys):
+def test_fit_registers_by_default_and_reports_regions_in_the_input_frame(small, tmp_path, capsys):
     good = tmp_path / "good"
     good.mkdir()
     for i, scan in enumerate(small["test"]):
         write_scan(good / f"{i}.ply", scan)  # millimetres far from the origin
-    model = tmp_path / "model.joblib"
-    assert run(["fit", good, "--model", model, "--epochs", "2", "--threads", "1", "--register"], capsys)[0] == 0
+    model, plain = tmp_path / "model.joblib", tmp_path / "plain.joblib"
+    assert run(["fit", good, "--model", model, "--epochs", "2", "--threads", "1"], capsys)[0] == 0
     loaded = joblib.load(model)
-    assert [name for name, _ in loaded.steps] == ["rigidregistration", "studentteacherdetector"]
+    assert loaded.registration_ is not None
     scan = small["test"][0]
-    # registration keeps far-from-origin scans exact: the reference scan stays where it is
-    np.testing.assert_allclose(loaded[0].transform([scan])[0], scan, rtol=0, atol=1e-6)
+    # registration keeps far-from-origin scans exact: a scan registered onto itself stays put
+    reference = loaded.registration_.reference_
+    np.testing.assert_allclose(loaded.registration_.transform([reference])[0], reference, rtol=0, atol=1e-6)
     [regions] = loaded.find_defects([scan], threshold=float("-inf"), min_points=1, min_peak=None)
     np.testing.assert_allclose(regions[0].centroid, scan.mean(axis=0), rtol=0, atol=1e-6)  # every point, one region
+    assert run(["fit", good, "--model", plain, "--epochs", "2", "--threads", "1", "--no-register"], capsys)[0] == 0
+    assert joblib.load(plain).registration_ is None
 
 
 # ------------------------------------------------------------------------------ user guide

@@ -195,7 +195,7 @@ def wavy(n_clouds, n=300, seed=0, bump=False):
 @pytest.fixture(scope="module")
 def detector():
     return StudentTeacherDetector("random", k=8, d=8, n_blocks=1, n_epochs=3, validation_fraction=0.25,
-                                  random_state=0).fit(wavy(6))
+                                  fusion=None, random_state=0).fit(wavy(6))
 
 
 def test_calibrate_returns_the_point_and_the_cloud_threshold(detector):

@@ -16,7 +16,7 @@ from skst3d.nn import NeighborGraph
 
 # Raw errors (the paper's score, equation 6), which the by-hand checks below recompute.
 # the paper's score (no normalisation, no smoothing), which the tests recompute by hand
-SMALL = dict(k=6, d=8, n_blocks=1, n_epochs=3, score_normalization="none", smoothing=0)
+SMALL = dict(k=6, d=8, n_blocks=1, n_epochs=3, score_normalization="none", smoothing=0, registration=False, fusion=None)
 
 
 def wavy_clouds(n_clouds=5, n=160, seed=0, bump=False):
@@ -283,7 +283,8 @@ def test_rotation_augmentation_makes_turned_parts_look_normal():
     train = wavy_clouds(8)
     turn = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # 90 degrees about x: stood up
     (test,) = wavy_clouds(1, seed=11)
-    params = dict(k=8, d=16, n_blocks=1, n_epochs=40, score_normalization="none", smoothing=0, random_state=0)
+    params = dict(k=8, d=16, n_blocks=1, n_epochs=40, score_normalization="none", smoothing=0, random_state=0,
+                  registration=False, fusion=None)
     errors = {}
     for degrees in (0.0, 180.0):
         det = StudentTeacherDetector("random", **params, rotation_augmentation=degrees).fit(train)
@@ -304,13 +305,13 @@ def test_registration_scores_a_turned_cloud_like_the_original():
 
     data = make_synthetic_parts(n_train=4, n_test=1, part_types=["bracket"], n_points=1024, random_state=0)
     turned = data.test[0] @ random_rotation(60.0, random_state=1).T + 40.0
-    params = dict(k=8, d=16, n_blocks=1, n_epochs=2, score_normalization="location", random_state=0)
-    registered = StudentTeacherDetector("random", registration=True, **params).fit(data.train)
+    params = dict(k=8, d=16, n_blocks=1, n_epochs=2, score_normalization="location", fusion=None, random_state=0)
+    registered = StudentTeacherDetector("random", **params).fit(data.train)  # registration=True: the default
     assert registered.registration_ is not None
     a, b = registered.score_samples([data.test[0], turned])
     registered_difference = np.abs(a - b).mean()
     assert np.corrcoef(a, b)[0, 1] > 0.97
-    plain = StudentTeacherDetector("random", **params).fit(data.train)
+    plain = StudentTeacherDetector("random", registration=False, **params).fit(data.train)
     assert plain.registration_ is None
     a, b = plain.score_samples([data.test[0], turned])
     assert np.abs(a - b).mean() > 4 * registered_difference
@@ -324,7 +325,7 @@ def test_fusion_averages_the_standardised_anomalies_of_both_methods():
     from skst3d.baseline import FPFHMemoryBankDetector
 
     train, test = wavy_clouds(6), wavy_clouds(2, seed=9, bump=True)
-    det = StudentTeacherDetector("random", **SMALL, fusion="fpfh", validation_fraction=0.34, random_state=0).fit(train)
+    det = StudentTeacherDetector("random", **dict(SMALL, fusion="fpfh"), validation_fraction=0.34, random_state=0).fit(train)
     assert isinstance(det.fusion_, FPFHMemoryBankDetector)
     st_only = copy.deepcopy(det)
     st_only.fusion_ = st_only.fusion_scales_ = None

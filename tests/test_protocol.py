@@ -142,10 +142,11 @@ def test_variant_parsing():
     name, spec = bench_quality.parse_variant('k16={"k": 16, "n_students": 3, "registration": true}')
     assert name == "k16" and spec["family"] == "st" and spec["registration"] is True
     assert spec["params"] == {"k": 16, "n_students": 3}
-    _, spec = bench_quality.parse_variant('b={"method": "readme-pipeline", "k": 8}')
-    assert spec["params"] == {"score_normalization": "location", "k": 8} and spec["registration"]
+    _, spec = bench_quality.parse_variant('b={"method": "random-teacher", "k": 8, "registration": true}')
+    assert spec["params"] == {"teacher": "random", "k": 8} and spec["registration"]
     detector = bench_quality.build(spec, seed=3)
     assert detector.steps[0][1].random_state == 3 and detector.steps[-1][1].k == 8
+    assert detector.steps[-1][1].teacher == "random"
     for bad in ["noequals", 'x={"method": "nope"}', "x=[1]", "x={bad json"]:
         with pytest.raises(argparse.ArgumentTypeError):
             bench_quality.parse_variant(bad)
