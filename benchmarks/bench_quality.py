@@ -264,11 +264,58 @@ def split_summary(records, metric):
     return float(np.mean(means)), float(np.std(means))
 
 
+def verdict_accuracy(record):
+    """Share of a case's test scans judged right by the cloud threshold of today's rule.
+
+    Recomputed from the held-out deciles when the record has them (the rule can change without
+    a refit: :func:`skst3d.defects.cloud_threshold` needs only the 10th and 90th percentiles;
+    detectors whose records carry deciles have no z-score floor, as fused ones), else as
+    recorded.
+    """
+    from skst3d.defects import CLOUD_MARGIN
+
+    deciles = record.get("held_out_deciles")
+    if not deciles:
+        return record.get("verdict_accuracy", float("nan"))
+    threshold = deciles[0] - CLOUD_MARGIN * (deciles[-1] - deciles[0])
+    judged_defective = -np.asarray(record["cloud_anomalies"]) < threshold
+    return float(np.mean(judged_defective == np.asarray(record["defective"])))
+
+
+def target_check(results, method, anchors, split="test", margin=0.05):
+    """Lines: ``method`` against the better anchor per source, and part types far below it."""
+    lines = []
+    mine = results.get((method, split), [])
+    if not mine:
+        return lines
+    for source in ("synthetic", "real"):
+        own = split_summary([r for r in mine if r["source"] == source], "au_pro_30")[0]
+        best = [(split_summary([r for r in results.get((a, split), []) if r["source"] == source], "au_pro_30")[0], a)
+                for a in anchors]
+        best = [b for b in best if b[0] is not None]
+        if own is None or not best:
+            continue
+        value, name = max(best)
+        lines.append(f"{split} {source}: {method} {own:.3f}, the better baseline ({name}) {value:.3f}, "
+                     f"difference {own - value:+.3f}.")
+    parts = sorted({r["case"].split("/")[0] for r in mine})
+    below = []
+    for part in parts:
+        own = np.mean([r["au_pro_30"] for r in mine if r["case"].split("/")[0] == part])
+        others = [np.mean(v) for a in anchors
+                  if (v := [r["au_pro_30"] for r in results.get((a, split), []) if r["case"].split("/")[0] == part])]
+        if others and own < max(others) - margin:
+            below.append(f"{part} ({own:.3f} against {max(others):.3f})")
+    lines.append(f"{split} part types more than {margin} below the better baseline: "
+                 + (", ".join(below) if below else "none") + f" (of {len(parts)}).")
+    return lines
+
+
 def summary_table(results, specs, splits):
     header = ["method"]
     for split in splits:
         for source in ("synthetic", "real"):
-            header += [f"{split} {source} AU-PRO@0.3", "@0.05", "AUROC"]
+            header += [f"{split} {source} AU-PRO@0.3", "@0.05", "AUROC", "verdicts"]
     header += ["fit s", "score s"]
     rows = []
     for name in specs:
@@ -283,6 +330,7 @@ def summary_table(results, specs, splits):
                 row.append("-" if mean is None else f"{mean:.3f} ± {spread:.3f}")
                 row.append(_fmt(split_summary(subset, "au_pro_05")[0]))
                 row.append(_fmt(split_summary(subset, "cloud_auroc")[0]))
+                row.append(_fmt(np.mean([verdict_accuracy(r) for r in subset]) if subset else None, 2))
         small = [r for r in every if r["case"].split("/")[2] == "4096"] or every
         row.append(_fmt(np.mean([r["fit_s"] for r in small]) if small else None, 1))
         row.append(_fmt(np.mean([r["score_s"] for r in small]) if small else None, 1))
@@ -325,7 +373,8 @@ def report(results, specs, args):
         protocol.split_summary(),
         (f"Methods: {', '.join(specs)}. Seeds {', '.join(map(str, args.seeds))}; AU-PRO@0.3 is the mean over "
          "cases and seeds ± the standard deviation over seeds of the per-seed mean; @0.05 and cloud AUROC "
-         "are means; fit/score s are per 4,096-point case (12 training, 12 test scans, "
+         "are means; verdicts is the share of test scans that predict_clouds judges right (the cloud "
+         "threshold fitted on held-out good scans); fit/score s are per 4,096-point case (12 training, 12 test scans, "
          f"{args.threads} thread{'s' if args.threads != 1 else ''}). Cases: dev {n_cases['dev']}, "
          f"test {n_cases['test']} (part/style/points/noise; styles and noise levels in protocol.py)."),
     ]
@@ -339,6 +388,10 @@ def report(results, specs, args):
     if args.quick:
         body.append("**Smoke run (--quick): tiny sizes, not a result.**")
     body.append(summary_table(results, specs, splits))
+    anchors = [a for a in ("fpfh", "btf-open3d") if a in specs]
+    if "default" in specs and anchors:
+        body.append("Targets (issue 18): " + " ".join(
+            line for split in splits for line in target_check(results, "default", anchors, split)))
     for split in splits:
         table = part_table(results, specs, split)
         if table:

@@ -10,6 +10,13 @@
 * Peak memory: torch.cuda.max_memory_allocated on GPU; on CPU the growth of the peak RSS of a
   fresh process for each measurement.
 
+* Scans: a default :class:`~skst3d.StudentTeacherDetector` (fitted on 12 scans of 4,096 points)
+  scores one scan of 64k to 1M points, each in a fresh process: seconds and peak memory beside
+  scipy's exact 32-NN k-d tree query of the same scan (all cores), for the default n_jobs
+  (one thread) and ``n_jobs=-1``; the 3D-ST path alone (no registration, no fusion) too.
+* Fit: the default detector on 12 scans of 16,384 points, default epochs; and the busy-machine
+  slowdown: the same fit (4,096 points) beside one CPU-bound process against on an idle machine.
+
     python benchmarks/bench_scaling.py            # CPU: n = 4k, 16k, 64k; GPU: the paper's grid
     python benchmarks/bench_scaling.py --quick
 """
@@ -21,6 +28,7 @@ import gc
 import os
 import resource
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -159,10 +167,110 @@ def measure_in_child(n, d, k, device):
     return row
 
 
+TRAIN_SCANS, TRAIN_POINTS = 12, 4096
+
+
+def _fitted_detector(params, n_points=TRAIN_POINTS, n_scans=TRAIN_SCANS):
+    from skst3d import StudentTeacherDetector
+
+    train = [surface(n_points, seed=s).numpy().astype(np.float64) for s in range(n_scans)]
+    return StudentTeacherDetector(random_state=0, **params).fit(train)
+
+
+def _fit_and_save(params, path):
+    import joblib
+
+    joblib.dump(_fitted_detector(params), path)
+
+
+def _score_scan(n, model_path, n_jobs):
+    """In a fresh process: (score seconds, peak RSS growth GB, k-d tree 32-NN seconds) of an n-point scan."""
+    import joblib
+    from scipy.spatial import cKDTree
+
+    det = joblib.load(model_path)
+    scan = surface(n, seed=99).numpy().astype(np.float64)
+    start = time.perf_counter()
+    cKDTree(scan).query(scan, 33, workers=-1)
+    kdtree_s = time.perf_counter() - start
+    gc.collect()
+    base = peak_rss_gb()
+    det.set_params(n_jobs=n_jobs)
+    start = time.perf_counter()
+    det.score_samples([scan])
+    return time.perf_counter() - start, peak_rss_gb() - base, kdtree_s
+
+
+def _fit_seconds(params, n_points, busy=False):
+    """Seconds of a default fit (12 scans), optionally beside a CPU-bound process."""
+    import multiprocessing
+
+    spinner = None
+    if busy:
+        spinner = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
+        spinner.start()
+    try:
+        start = time.perf_counter()
+        _fitted_detector(params, n_points=n_points)
+        return time.perf_counter() - start
+    finally:
+        if spinner is not None:
+            spinner.terminate()
+
+
+def _spin():
+    while True:
+        pass
+
+
+def _in_child(fn, *args):
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def scans_and_fits(quick):
+    """Rows for scan sizes (default and 3D-ST-only set-ups, 1 thread and all cores) and fit times."""
+    from _results import markdown_table
+
+    sizes = (16384, 65536) if quick else (16384, 65536, 100_000, 250_000, 1_000_000)
+    setups = {"default": {}, "3D-ST path only": {"registration": False, "fusion": None}}
+    if quick:
+        setups = {name: dict(p, n_epochs=2) for name, p in setups.items()}
+    rows = []
+    folder = tempfile.mkdtemp(prefix="skst3d-scaling-")
+    for name, params in setups.items():
+        model_path = os.path.join(folder, f"{len(rows)}.joblib")
+        _in_child(_fit_and_save, params, model_path)  # one fit per set-up, loaded by each measurement
+        for n in sizes:
+            for n_jobs in (None, -1):
+                seconds, gb, kdtree_s = _in_child(_score_scan, n, model_path, n_jobs)
+                rows.append([name, n, "1 (default)" if n_jobs is None else "all", seconds, gb, kdtree_s,
+                             seconds / kdtree_s])
+                print(rows[-1], flush=True)
+    scan_table = markdown_table(
+        ["set-up", "scan points", "threads", "score_samples s", "peak memory GB", "32-NN k-d tree s (all cores)",
+         "ratio"], rows)
+    fit_points = 2048 if quick else 16384
+    fit_params = {"n_epochs": 2} if quick else {}
+    fit_s = _in_child(_fit_seconds, fit_params, fit_points)
+    idle_s = _in_child(_fit_seconds, fit_params, TRAIN_POINTS)
+    busy_s = _in_child(_fit_seconds, fit_params, TRAIN_POINTS, True)
+    lines = [
+        f"Default fit on {TRAIN_SCANS} scans of {fit_points:,} points: {fit_s:.1f} s.",
+        f"Default fit on {TRAIN_SCANS} scans of {TRAIN_POINTS:,} points: {idle_s:.1f} s on an idle machine, "
+        f"{busy_s:.1f} s beside one CPU-bound process ({busy_s / idle_s:.2f}x).",
+    ]
+    return scan_table, lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--skip-scans", action="store_true", help="only the network grid")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
                           ("cpu" if args.device == "auto" else args.device))
@@ -207,7 +315,12 @@ def main(argv=None):
     body.append(f"Device for the grid: {device}. Memory on CPU: growth of the peak RSS of a fresh process "
                 "per row during the measurement (inputs and weights excluded).")
     body.append(table)
-    write_section("scaling", "Time and memory against n, d and k", "\n\n".join(body))
+    if not args.skip_scans and device.type == "cpu":
+        scan_table, lines = scans_and_fits(args.quick)
+        body += ["Scans of growing size, scored in a fresh process each (peak memory: growth of the "
+                 "process's peak RSS while scoring):", scan_table, *lines]
+    write_section("scaling_quick" if args.quick else "scaling",
+                  "Time and memory: scans, fits, and the network against n, d and k", "\n\n".join(body))
 
 
 if __name__ == "__main__":
