@@ -22,8 +22,9 @@ Experimental configurations without editing code: ``--variant NAME=JSON`` (repea
 variant runs in addition to --methods). The JSON holds keyword arguments of
 StudentTeacherDetector; the special keys ``"method"`` (a built-in method to start from,
 default "default"; its parameters are updated with the others) and ``"registration"`` (true
-puts RigidRegistration(random_state=seed) in front; an object gives its keyword arguments)
-change what is built. A ``"teacher"`` naming a file loads it with TeacherPretrainer.load.
+puts RigidRegistration(random_state=seed) in front; an object gives its keyword arguments;
+false turns the detector's own registration off) change what is built. A ``"teacher"`` naming a file loads it with TeacherPretrainer.load; a
+``"fusion"`` object gives the parameters of an FPFHMemoryBankDetector companion.
 
     python benchmarks/bench_quality.py --split dev --methods fpfh,btf-open3d --threads 1
     python benchmarks/bench_quality.py --split dev --methods fpfh \\
@@ -91,6 +92,8 @@ def parse_variant(text):
     spec = json.loads(json.dumps(BUILTIN[base]))
     if "registration" in params:
         spec["registration"] = params.pop("registration")
+        if spec["registration"] is False:  # the detector's own registration off too
+            params["registration"] = False
     spec["params"].update(params)
     spec["base"] = base
     return name, spec
@@ -135,6 +138,10 @@ def build(spec, seed, quick=False):
         from skst3d import TeacherPretrainer
 
         params["teacher"] = TeacherPretrainer.load(teacher)
+    if isinstance(params.get("fusion"), dict):  # FPFH companion with these parameters
+        from skst3d.baseline import FPFHMemoryBankDetector
+
+        params["fusion"] = FPFHMemoryBankDetector(**{"n_points": 65536, **params["fusion"]})
     if quick:
         params.setdefault("n_epochs", 3)
     detector = StudentTeacherDetector(**{"random_state": seed, **params})
@@ -269,15 +276,15 @@ def verdict_accuracy(record):
 
     Recomputed from the held-out deciles when the record has them (the rule can change without
     a refit: :func:`skst3d.defects.cloud_threshold` needs only the 10th and 90th percentiles;
-    detectors whose records carry deciles have no z-score floor, as fused ones), else as
+    only fused detectors' records carry them, whose rule has no z-score floor), else as
     recorded.
     """
-    from skst3d.defects import CLOUD_MARGIN
+    from skst3d.defects import FUSED_CLOUD_MARGIN
 
     deciles = record.get("held_out_deciles")
     if not deciles:
         return record.get("verdict_accuracy", float("nan"))
-    threshold = deciles[0] - CLOUD_MARGIN * (deciles[-1] - deciles[0])
+    threshold = deciles[0] - FUSED_CLOUD_MARGIN * (deciles[-1] - deciles[0])
     judged_defective = -np.asarray(record["cloud_anomalies"]) < threshold
     return float(np.mean(judged_defective == np.asarray(record["defective"])))
 

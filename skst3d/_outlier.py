@@ -36,13 +36,16 @@ class PointOutlierMixin(OutlierMixin):
         cloud_offset : float
             ``cloud_offset_``: :func:`skst3d.defects.cloud_threshold` of their point scores,
             with ``min_anomaly=`` :data:`~skst3d.defects.Z_SCORE_LEVEL` when the scores are local
-            z-scores (``score_normalization`` other than ``"none"`` and no ``fusion``: fused
-            scores are in units of the members' tails, not z-scores).
+            z-scores (``score_normalization`` other than ``"none"``, no ``fusion``); fused scores,
+            in units of the members' tails, get ``margin=``
+            :data:`~skst3d.defects.FUSED_CLOUD_MARGIN` and no floor.
         """
         pooled = np.concatenate(held_out_scores)
         self.held_out_deciles_ = np.quantile(pooled, np.linspace(0.1, 0.9, 9))
         offset = float(np.quantile(pooled, self.contamination))
-        z_scores = getattr(self, "score_normalization", "none") != "none" and getattr(self, "fusion", None) is None
+        if getattr(self, "fusion", None) is not None:
+            return offset, defects.cloud_threshold(held_out_scores, margin=defects.FUSED_CLOUD_MARGIN)
+        z_scores = getattr(self, "score_normalization", "none") != "none"
         min_anomaly = defects.Z_SCORE_LEVEL if z_scores else None
         return offset, defects.cloud_threshold(held_out_scores, min_anomaly=min_anomaly)
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._scoring import smooth_over_neighbors
@@ -30,7 +30,10 @@ def _normals(points, tree, k, view_direction, workers=1):
     cov = np.einsum("nki,nkj->nij", centred, centred)
     _, vectors = np.linalg.eigh(cov)
     normals = vectors[:, :, 0]  # eigenvector of the smallest eigenvalue
-    flip = normals @ view_direction < 0
+    if isinstance(view_direction, str):  # "centroid": outwards, for parts scanned all around
+        flip = np.einsum("ni,ni->n", normals, points - points.mean(axis=0)) < 0
+    else:
+        flip = normals @ view_direction < 0
     normals[flip] *= -1
     return normals
 
@@ -75,7 +78,7 @@ def fpfh_features(points, k_normals=16, k_features=32, n_bins=11, view_direction
     points : ndarray of shape (n, 3)
     k_normals, k_features : int
     n_bins : int
-    view_direction : array-like of shape (3,)
+    view_direction : array-like of shape (3,) or "centroid"
 
     Returns
     -------
@@ -99,7 +102,7 @@ _FPFH_BLOCK = 1 << 15
 def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, workers=1):
     """:func:`fpfh_features` and the (n, k_features) kNN indices it used (self excluded)."""
     points = np.asarray(points, dtype=np.float64)
-    view = np.asarray(view_direction, dtype=np.float64)
+    view = view_direction if isinstance(view_direction, str) else np.asarray(view_direction, dtype=np.float64)
     tree = cKDTree(points)
     normals = _normals(points, tree, k_normals, view, workers)
     dist, idx = tree.query(points, k_features + 1, workers=workers)
@@ -138,8 +141,9 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         Bins per angle.
     memory_size : int or None, default=None
         If set, keep a random subset of this many training descriptors.
-    view_direction : tuple of 3 floats, default=(0, 0, 1)
-        Normals are oriented towards this direction (the scanner's side).
+    view_direction : tuple of 3 floats or "centroid", default=(0, 0, 1)
+        Normals are oriented towards this direction (the scanner's side); ``"centroid"``
+        orients them away from each cloud's centroid, for closed parts scanned all around.
     smoothing : int, default=0
         Passes of neighbourhood averaging of the point anomalies (each point and its
         ``k_features`` neighbours), as :class:`~skst3d.StudentTeacherDetector` offers, so that
@@ -163,6 +167,9 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
     cloud_offset_ : float
         Threshold of :meth:`score_clouds` from the same scores (see
         :func:`skst3d.defects.cloud_threshold`).
+    held_out_deciles_ : ndarray of shape (9,)
+        The 10th to 90th percentiles of the leave-one-out training point scores that set the
+        thresholds (:func:`skst3d.defects.cloud_threshold` needs only the first and the last).
     n_features_in_ : int
 
     Examples
@@ -181,7 +188,7 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         "k_features": [Interval(Integral, 1, None, closed="left")],
         "n_bins": [Interval(Integral, 1, None, closed="left")],
         "memory_size": [Interval(Integral, 1, None, closed="left"), None],
-        "view_direction": ["array-like"],
+        "view_direction": ["array-like", StrOptions({"centroid"})],
         "smoothing": [Interval(Integral, 0, None, closed="left")],
         "contamination": [Interval(Real, 0, 0.5, closed="both")],
         "n_points": [Interval(Integral, 2, None, closed="left"), Interval(Real, 0, 1, closed="neither"), None],
@@ -341,6 +348,9 @@ class Open3DFPFHDetector(PointOutlierMixin, BaseEstimator):
     cloud_offset_ : float
         Threshold of :meth:`predict_clouds`, from the same leave-one-out training scores
         (:func:`skst3d.defects.cloud_threshold`).
+    held_out_deciles_ : ndarray of shape (9,)
+        The 10th to 90th percentiles of the leave-one-out training point scores that set the
+        thresholds (:func:`skst3d.defects.cloud_threshold` needs only the first and the last).
     n_features_in_ : int
         Always 3.
 

@@ -28,6 +28,7 @@ from scipy.spatial import cKDTree
 
 __all__ = [
     "CLOUD_MARGIN",
+    "FUSED_CLOUD_MARGIN",
     "SPACING_FACTOR",
     "Z_SCORE_LEVEL",
     "DefectRegion",
@@ -42,6 +43,10 @@ __all__ = [
 
 #: Margin of :func:`cloud_threshold`, in interdecile ranges of the held-out point scores (see there).
 CLOUD_MARGIN = 2.9
+
+#: Margin of :func:`cloud_threshold` for fused scores (``fusion``): their tails are longer in
+#: interdecile ranges than z-scores'; chosen on the dev split of benchmarks/protocol.py.
+FUSED_CLOUD_MARGIN = 4.0
 
 #: Lowest cloud threshold, as an anomaly, for local z-scores (the detectors' normalised scores):
 #: a good scan's highest smoothed z-score rarely reaches 5 (see :func:`cloud_threshold`).

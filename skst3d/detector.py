@@ -189,6 +189,10 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         Threshold on :meth:`score_clouds`, set from the held-out good clouds like ``offset_``:
         :meth:`predict_clouds` calls a scan defective below it (see
         :func:`skst3d.defects.cloud_threshold`).
+    held_out_deciles_ : ndarray of shape (9,)
+        The 10th to 90th percentiles of the held-out good clouds' point scores that set the
+        thresholds: how good unseen scans score (:func:`skst3d.defects.cloud_threshold` needs
+        only the first and the last).
     error_reference_ : LocalErrorReference or None
         The training points' positions or descriptors (at most 16,384 descriptors, a random
         subset) and their errors, for ``score_normalization``; None when it is ``"none"``.

@@ -147,6 +147,8 @@ def test_variant_parsing():
     detector = bench_quality.build(spec, seed=3)
     assert detector.steps[0][1].random_state == 3 and detector.steps[-1][1].k == 8
     assert detector.steps[-1][1].teacher == "random"
+    _, spec = bench_quality.parse_variant('c={"registration": false}')  # the detector's own off too
+    assert bench_quality.build(spec, seed=0).registration is False
     for bad in ["noequals", 'x={"method": "nope"}', "x=[1]", "x={bad json"]:
         with pytest.raises(argparse.ArgumentTypeError):
             bench_quality.parse_variant(bad)
