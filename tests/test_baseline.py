@@ -210,3 +210,30 @@ def test_n_points_scores_every_input_point_from_a_farthest_point_sample():
     nearest = cKDTree(clouds[2][rows]).query(clouds[2])[1]
     np.testing.assert_allclose(scores, on_sample[nearest], rtol=1e-6)
     assert full.score_samples(clouds[2:])[0].shape == (600,)
+
+
+def test_centroid_orientation_points_normals_outwards_on_a_closed_surface():
+    # A sphere scanned all around: towards +z half the normals point inwards (the lower half),
+    # away from the centroid all point outwards, so a point's histogram no longer depends on
+    # which half of the part it lies on.
+    from scipy.spatial import cKDTree
+
+    from skst3d.baseline import _normals
+
+    points = np.random.default_rng(0).normal(size=(2000, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    tree = cKDTree(points)
+    outwards = _normals(points, tree, 16, "centroid")
+    assert np.all(np.einsum("ni,ni->n", outwards, points) > 0.9)
+    up = _normals(points, tree, 16, np.array([0.0, 0.0, 1.0]))
+    lower = points[:, 2] < -0.2
+    assert np.all(np.einsum("ni,ni->n", up[lower], points[lower]) < 0)
+    bottom, top = points[:, 2] < -0.5, points[:, 2] > 0.5
+    # same shape everywhere: the two caps' mean histograms differ only by sampling noise once
+    # normals point outwards (measured 0.09 in one bin), by whole bins towards +z (1.09)
+    caps = {}
+    for view in ("centroid", (0.0, 0.0, 1.0)):
+        features = fpfh_features(points, view_direction=view)
+        caps[view] = np.abs(features[bottom].mean(0) - features[top].mean(0)).max()
+    assert caps["centroid"] < 0.2 < 0.8 < caps[(0.0, 0.0, 1.0)]
+    FPFHMemoryBankDetector(view_direction="centroid").fit([points, points[::-1]])
