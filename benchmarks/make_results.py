@@ -5,6 +5,8 @@ The page holds, in this order, the sections of :data:`PAGE`; each is written by 
 
 * ``quality``: the summary table (method x split: AU-PRO@0.3, @0.05, cloud AUROC, fit and score
   seconds) and the per-case tables, from ``bench_quality.py``'s result cache;
+* ``workflow``: ``skst3d fit`` / ``skst3d score`` on scan files: cloud AUROC, verdicts, defect
+  centroids;
 * ``scaling``: time and memory against scan size, n, d and k (CPU; GPU rows when a GPU run
   brought them back);
 * ``geometry``: the kNN, Chamfer and sampling kernels;
@@ -32,6 +34,7 @@ from _results import RESULTS  # noqa: E402
 #: (section name, script that writes it, arguments of a full run)
 PAGE = [
     ("quality", "bench_quality.py", ["--split", "both", "--methods", "default,random-teacher,fpfh,btf-open3d"]),
+    ("workflow", "bench_workflow.py", []),
     ("scaling", "bench_scaling.py", []),
     ("geometry", "bench_geometry.py", []),
     ("gpu", "gpu_check.py", None),  # written from a GPU run's output, never rerun here
