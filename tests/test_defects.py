@@ -10,6 +10,7 @@ from scipy.spatial.distance import cdist
 
 from skst3d import StudentTeacherDetector
 from skst3d.defects import (
+    FUSED_CLOUD_MARGIN,
     Z_SCORE_LEVEL,
     DefectRegion,
     PointSpacingWarning,
@@ -206,6 +207,11 @@ def test_calibrate_returns_the_point_and_the_cloud_threshold(detector):
     assert cloud_offset == cloud_threshold(held, min_anomaly=Z_SCORE_LEVEL) == -Z_SCORE_LEVEL
     raw = copy.deepcopy(detector).set_params(score_normalization="none")
     assert raw._calibrate(held)[1] == cloud_threshold(held) > -Z_SCORE_LEVEL
+    # fused scores are not z-scores: their own margin, no floor
+    fused = copy.deepcopy(detector).set_params(fusion="fpfh")
+    assert fused._calibrate(held)[1] == cloud_threshold(held, margin=FUSED_CLOUD_MARGIN) > -Z_SCORE_LEVEL
+    deciles = np.quantile(np.concatenate(held), np.arange(1, 10) / 10)  # levels differ from linspace by an ulp
+    np.testing.assert_allclose(fused.held_out_deciles_, deciles, rtol=0, atol=1e-12)
     assert np.isfinite(detector.cloud_offset_)
 
 
