@@ -209,7 +209,9 @@ def test_calibrate_returns_the_point_and_the_cloud_threshold(detector):
     assert raw._calibrate(held)[1] == cloud_threshold(held) > -Z_SCORE_LEVEL
     # fused scores are not z-scores: their own margin, no floor
     fused = copy.deepcopy(detector).set_params(fusion="fpfh")
-    assert fused._calibrate(held)[1] == cloud_threshold(held, margin=FUSED_CLOUD_MARGIN) > -Z_SCORE_LEVEL
+    narrow = [h / 3 for h in held]  # a spread at which the z-score floor would bind
+    assert fused._calibrate(narrow)[1] == cloud_threshold(narrow, margin=FUSED_CLOUD_MARGIN) > -Z_SCORE_LEVEL
+    fused._calibrate(held)
     deciles = np.quantile(np.concatenate(held), np.arange(1, 10) / 10)  # levels differ from linspace by an ulp
     np.testing.assert_allclose(fused.held_out_deciles_, deciles, rtol=0, atol=1e-12)
     assert np.isfinite(detector.cloud_offset_)
