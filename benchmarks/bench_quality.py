@@ -376,15 +376,21 @@ def describe(specs):
 def report(results, specs, args):
     splits = ("dev", "test")
     n_cases = {s: len({r["case"] for (_, sp), rs in results.items() if sp == s for r in rs}) for s in splits}
-    body = [
-        protocol.split_summary(),
-        (f"Methods: {', '.join(specs)}. Seeds {', '.join(map(str, args.seeds))}; AU-PRO@0.3 is the mean over "
-         "cases and seeds ± the standard deviation over seeds of the per-seed mean; @0.05 and cloud AUROC "
-         "are means; verdicts is the share of test scans that predict_clouds judges right (the cloud "
-         "threshold fitted on held-out good scans); fit/score s are per 4,096-point case (12 training, 12 test scans, "
-         f"{args.threads} thread{'s' if args.threads != 1 else ''}). Cases: dev {n_cases['dev']}, "
-         f"test {n_cases['test']} (part/style/points/noise; styles and noise levels in protocol.py)."),
-    ]
+    body = []
+    if args.quick:
+        body.append("**Smoke run (--quick): tiny sizes, not a result.**")
+    body.append(summary_table(results, specs, splits))  # the table first: the page's summary
+    anchors = [a for a in ("fpfh", "btf-open3d") if a in specs]
+    if "default" in specs and anchors:
+        body.append("Targets (issue 18): " + " ".join(
+            line for split in splits for line in target_check(results, "default", anchors, split)))
+    body.append(
+        f"Methods: {', '.join(specs)}. Seeds {', '.join(map(str, args.seeds))}; AU-PRO@0.3 is the mean over "
+        "cases and seeds ± the standard deviation over seeds of the per-seed mean; @0.05 and cloud AUROC "
+        "are means; verdicts is the share of test scans that predict_clouds judges right (the cloud "
+        "threshold fitted on held-out good scans); fit/score s are per 4,096-point case (12 training, 12 "
+        f"test scans, {args.threads} thread{'s' if args.threads != 1 else ''}). Cases: dev {n_cases['dev']}, "
+        f"test {n_cases['test']} (part/style/points/noise; styles and noise levels in protocol.py).")
     body += describe(specs)
     stale = sum(r.get("code") != code_fingerprint(specs[m]["family"]) for (m, _), rs in results.items() for r in rs)
     if stale:
@@ -392,13 +398,7 @@ def report(results, specs, args):
         body.append(f"{stale} of {total} results were computed with earlier skst3d code (`--reuse-stale`).")
     if args.note:
         body.append(args.note)
-    if args.quick:
-        body.append("**Smoke run (--quick): tiny sizes, not a result.**")
-    body.append(summary_table(results, specs, splits))
-    anchors = [a for a in ("fpfh", "btf-open3d") if a in specs]
-    if "default" in specs and anchors:
-        body.append("Targets (issue 18): " + " ".join(
-            line for split in splits for line in target_check(results, "default", anchors, split)))
+    body.append(protocol.split_summary())
     for split in splits:
         table = part_table(results, specs, split)
         if table:
