@@ -45,8 +45,8 @@ class Pipeline(_sk_pipeline.Pipeline):
     >>> from skst3d.registration import RigidRegistration
     >>> rng = np.random.default_rng(0)
     >>> clouds = [rng.normal(size=(200, 3)) for _ in range(4)]
-    >>> model = Pipeline([("register", RigidRegistration(random_state=0)),
-    ...                   ("detect", StudentTeacherDetector("random", k=8, d=8, n_epochs=2, random_state=0))])
+    >>> detector = StudentTeacherDetector("random", k=8, d=8, n_epochs=2, registration=False, random_state=0)
+    >>> model = Pipeline([("register", RigidRegistration(random_state=0)), ("detect", detector)])
     >>> model.fit(clouds).predict_clouds(clouds[:2]).shape
     (2,)
     """
@@ -145,8 +145,8 @@ def make_pipeline(*steps, memory=None, verbose=False):
     >>> from skst3d.pipeline import make_pipeline
     >>> from skst3d.registration import RigidRegistration
     >>> data = make_synthetic_parts(n_train=4, n_test=2, part_types=["plate"], n_points=512, random_state=0)
-    >>> model = make_pipeline(RigidRegistration(random_state=0),
-    ...                       StudentTeacherDetector("random", k=8, d=8, n_epochs=2, random_state=0))
+    >>> detector = StudentTeacherDetector("random", k=8, d=8, n_epochs=2, registration=False, random_state=0)
+    >>> model = make_pipeline(RigidRegistration(random_state=0), detector)  # a registration of your own
     >>> model = model.fit(data.train)
     >>> model.score_clouds(data.test).shape, model.predict_clouds(data.test).shape
     ((2,), (2,))
