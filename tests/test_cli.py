@@ -15,11 +15,13 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 
 from skst3d.__main__ import main
 from skst3d.datasets import make_synthetic_parts
 from skst3d.io import read_point_cloud, write_point_cloud
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+from bench_workflow import workflow_metrics  # noqa: E402  the targets' quantities, as the benchmark reports them
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 FAR = np.array([5e5, 5.4e6, 0.0])  # millimetres: 500 m east, 5,400 km north
@@ -119,27 +121,10 @@ def test_targets_on_part_scans_written_as_ply_files(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert [os.path.basename(s["file"]) for s in report["scans"]] == [f"scan_{i:02d}.ply" for i in range(12)]
 
-    defective = np.array([bool(lab.any()) for lab in data.test_labels])
-    scores = np.array([s["score"] for s in report["scans"]])
-    verdicts = np.array([s["verdict"] == "defective" for s in report["scans"]])
-    auroc = roc_auc_score(defective, scores)
-    accuracy = np.mean(verdicts == defective)
-    # every defect: its points' centroid and the largest distance from it (its radius)
-    found = located = n_defects = 0
-    for i, (scan, labels) in enumerate(zip(scans, data.test_labels)):
-        region_of_point = read_ply_fields(out / f"scan_{i:02d}.ply")["defect"].astype(int)
-        regions = report["scans"][i]["regions"]
-        assert sorted(np.unique(region_of_point[region_of_point > 0]).tolist()) == list(range(1, len(regions) + 1))
-        for defect in range(1, labels.max() + 1):
-            n_defects += 1
-            members = scan[labels == defect]
-            centre = members.mean(axis=0)
-            radius = np.linalg.norm(members - centre, axis=1).max()
-            overlapping = set(region_of_point[labels == defect].tolist()) - {0}
-            if overlapping:
-                found += 1
-                distances = [np.linalg.norm(np.array(regions[r - 1]["centroid"]) - centre) for r in overlapping]
-                located += min(distances) <= radius
+    defect_of_point = [read_ply_fields(out / f"scan_{i:02d}.ply")["defect"].astype(int) for i in range(len(scans))]
+    for region_of_point, entry in zip(defect_of_point, report["scans"]):  # regions numbered 1..n in the PLY
+        assert sorted(np.unique(region_of_point[region_of_point > 0]).tolist()) == list(range(1, len(entry["regions"]) + 1))
+    auroc, accuracy, found, located, n_defects = workflow_metrics(report, scans, data.test_labels, defect_of_point)
     print(f"\ntargets (flange, 20 epochs): cloud AUROC {auroc:.3f}, verdict accuracy {accuracy:.3f}, "
           f"centroid within the defect's radius for {located}/{found} found defects ({found}/{n_defects} found)")
     assert auroc >= 0.95
