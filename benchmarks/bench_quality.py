@@ -271,22 +271,38 @@ def split_summary(records, metric):
     return float(np.mean(means)), float(np.std(means))
 
 
-def verdict_accuracy(record):
+def verdict_accuracy(record, margin=None):
     """Share of a case's test scans judged right by the cloud threshold of today's rule.
 
     Recomputed from the held-out deciles when the record has them (the rule can change without
     a refit: :func:`skst3d.defects.cloud_threshold` needs only the 10th and 90th percentiles;
     only fused detectors' records carry them, whose rule has no z-score floor), else as
-    recorded.
+    recorded. ``margin`` replaces :data:`skst3d.defects.FUSED_CLOUD_MARGIN`.
     """
     from skst3d.defects import FUSED_CLOUD_MARGIN
 
     deciles = record.get("held_out_deciles")
     if not deciles:
         return record.get("verdict_accuracy", float("nan"))
-    threshold = deciles[0] - FUSED_CLOUD_MARGIN * (deciles[-1] - deciles[0])
+    margin = FUSED_CLOUD_MARGIN if margin is None else margin
+    threshold = deciles[0] - margin * (deciles[-1] - deciles[0])
     judged_defective = -np.asarray(record["cloud_anomalies"]) < threshold
     return float(np.mean(judged_defective == np.asarray(record["defective"])))
+
+
+def margin_sweep(records, margins=np.arange(1.0, 12.01, 0.5)):
+    """A line: mean verdict accuracy over ``records`` (with held-out deciles) at each cloud margin.
+
+    This is how :data:`skst3d.defects.FUSED_CLOUD_MARGIN` was chosen, on the default's dev records.
+    """
+    records = [r for r in records if r.get("held_out_deciles")]
+    if not records:
+        return None
+    accuracies = [np.mean([verdict_accuracy(r, m) for r in records]) for m in margins]
+    best = margins[int(np.argmax(accuracies))]
+    return (f"Cloud margin (fused scores) against mean verdict accuracy on the default's {len(records)} dev "
+            "results: " + ", ".join(f"{m:g}: {a:.3f}" for m, a in zip(margins, accuracies))
+            + f"; best {best:g}.")
 
 
 def target_check(results, method, anchors, split="test", margin=0.05):
@@ -384,6 +400,9 @@ def report(results, specs, args):
     if "default" in specs and anchors:
         body.append("Targets (issue 18): " + " ".join(
             line for split in splits for line in target_check(results, "default", anchors, split)))
+    sweep = margin_sweep(results.get(("default", "dev"), [])) if "default" in specs else None
+    if sweep:
+        body.append(sweep)
     body.append(
         f"Methods: {', '.join(specs)}. Seeds {', '.join(map(str, args.seeds))}; AU-PRO@0.3 is the mean over "
         "cases and seeds ± the standard deviation over seeds of the per-seed mean; @0.05 and cloud AUROC "
