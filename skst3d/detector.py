@@ -35,7 +35,7 @@ from .pretrain import _KNN_BACKENDS, TeacherPretrainer
 # An unfitted TeacherPretrainer given as teacher is pretrained on these built-in scenes.
 _BUILTIN_SCENES = dict(n_scenes=40, n_points=4096)
 # The FPFH companion of fusion="fpfh" works on at most this many points of a cloud.
-_FUSION_MAX_POINTS = 1 << 16
+_FUSION_MAX_POINTS = 1 << 14
 # Training points kept for descriptor-space normalisation (a random subset beyond this).
 _DESCRIPTOR_REFERENCE_SIZE = 16384
 
@@ -119,7 +119,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         geometry look normal. Validation clouds are never rotated.
     fusion : None, "fpfh" or estimator, default="fpfh"
         A classical detector whose point anomalies are fused with 3D-ST's (beyond the paper):
-        ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` (on at most 65,536 points
+        ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` (on at most 16,384 points
         of a cloud, or ``n_points``, scores carried back to every point); any
         other unfitted detector with ``fit`` and ``score_samples`` (higher = more normal) is
         cloned. It is fitted on the same training clouds (registered, if ``registration``) as

@@ -5,7 +5,24 @@ import pickle
 import numpy as np
 import pytest
 
-from skst3d.baseline import FPFHMemoryBankDetector, _pair_features, fpfh_features
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skst3d.baseline import FPFHMemoryBankDetector, _pair_angles, fpfh_features
+
+
+def _pair_features(p_s, n_s, p_t, n_t):
+    """The Darboux frame built explicitly (Rusu et al.): the reference for the dot-product form."""
+    diff = p_t - p_s
+    direction = diff / np.linalg.norm(diff, axis=-1, keepdims=True)
+    swap = np.abs((n_s * direction).sum(-1)) < np.abs((n_t * direction).sum(-1)) - 1e-7
+    u = np.where(swap[..., None], n_t, n_s)
+    other = np.where(swap[..., None], n_s, n_t)
+    direction = np.where(swap[..., None], -direction, direction)
+    v = np.cross(u, direction)
+    v /= np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    w = np.cross(u, v)
+    return (v * other).sum(-1), (u * direction).sum(-1), np.arctan2((w * other).sum(-1), (u * other).sum(-1))
 
 
 def test_pair_features_worked_by_hand():
@@ -14,11 +31,60 @@ def test_pair_features_worked_by_hand():
     p_t, n_t = np.array([1.0, 0.0, 0.0]), np.array([np.sqrt(0.5), 0.0, np.sqrt(0.5)])
     # |n_s . d| = 0 < |n_t . d| = 0.707: the source becomes the target point (swap), d -> (-1, 0, 0)
     # u = n_t, v = u x d = (0, -0.707, 0) normalised = (0, -1, 0), w = u x v = (0.707, 0, -0.707)
-    alpha, phi, theta = _pair_features(p_s, n_s, p_t, n_t)
+    alpha, phi, theta = _pair_angles(p_s, n_s, p_t, n_t)
     assert alpha == pytest.approx(0.0, abs=1e-12)  # v . n_s
     assert phi == pytest.approx(-np.sqrt(0.5))  # u . d
     # theta = atan2(w . n_s, u . n_s) = atan2(-0.707, 0.707) = -pi/4
     assert theta == pytest.approx(-np.pi / 4)
+
+
+def _unit(v):
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+@settings(deadline=None, max_examples=50)
+@given(st.integers(0, 2**32 - 1))
+def test_pair_angles_equal_the_explicit_darboux_frame(seed):
+    rng = np.random.default_rng(seed)
+    p_s, p_t = rng.normal(size=(2, 500, 3))
+    n_s, n_t = _unit(rng.normal(size=(2, 500, 3)))
+    expected = _pair_features(p_s, n_s, p_t, n_t)
+    # away from the degenerate frame (normal along the connecting line) and theta's branch cut
+    direction = _unit(p_t - p_s)
+    regular = np.maximum(np.abs((n_s * direction).sum(-1)), np.abs((n_t * direction).sum(-1))) < 0.999
+    regular &= np.abs(np.abs(expected[2]) - np.pi) > 1e-9
+    for got, want in zip(_pair_angles(p_s, n_s, p_t, n_t), expected):
+        np.testing.assert_allclose(got[regular], want[regular], atol=1e-9)
+
+
+def test_fpfh_features_equal_a_point_by_point_computation():
+    # FPFH by its definition, one point at a time: brute-force neighbours, PCA normal towards
+    # +z, the explicit frame, np.histogram per angle, the inverse-distance-weighted SPFH mean
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(-1, 1, size=(150, 2))
+    points = np.c_[xy, 0.3 * np.sin(2 * xy[:, 0]) + 0.05 * rng.normal(size=150)]
+    k_normals, k_features, n_bins = 8, 10, 5
+    order = np.argsort(((points[:, None] - points[None]) ** 2).sum(-1), axis=1, kind="stable")
+    normals = []
+    for i in range(len(points)):
+        patch = points[order[i, : k_normals + 1]]
+        normal = np.linalg.eigh(np.cov(patch.T))[1][:, 0]
+        normals.append(normal if normal[2] >= 0 else -normal)
+    normals = np.array(normals)
+    ranges = [(-1, 1), (-1, 1), (-np.pi, np.pi)]
+    spfh = []
+    for i in range(len(points)):
+        near = order[i, 1 : k_features + 1]
+        angles = _pair_features(points[i], normals[i], points[near], normals[near])
+        spfh.append(np.concatenate([np.histogram(a, n_bins, r)[0] for a, r in zip(angles, ranges)]) / k_features)
+    spfh = np.array(spfh)
+    expected = []
+    for i in range(len(points)):
+        near = order[i, 1 : k_features + 1]
+        weights = 1 / np.linalg.norm(points[near] - points[i], axis=1)
+        expected.append(spfh[i] + weights @ spfh[near] / weights.sum())
+    got = fpfh_features(points, k_normals=k_normals, k_features=k_features, n_bins=n_bins)
+    np.testing.assert_allclose(got, np.array(expected), atol=1e-6)
 
 
 def test_flat_plane_histograms_concentrate():
@@ -222,10 +288,10 @@ def test_centroid_orientation_points_normals_outwards_on_a_closed_surface():
 
     points = np.random.default_rng(0).normal(size=(2000, 3))
     points /= np.linalg.norm(points, axis=1, keepdims=True)
-    tree = cKDTree(points)
-    outwards = _normals(points, tree, 16, "centroid")
+    neighbours = cKDTree(points).query(points, 17)[1][:, 1:]
+    outwards = _normals(points, neighbours, "centroid")
     assert np.all(np.einsum("ni,ni->n", outwards, points) > 0.9)
-    up = _normals(points, tree, 16, np.array([0.0, 0.0, 1.0]))
+    up = _normals(points, neighbours, np.array([0.0, 0.0, 1.0]))
     lower = points[:, 2] < -0.2
     assert np.all(np.einsum("ni,ni->n", up[lower], points[lower]) < 0)
     bottom, top = points[:, 2] < -0.5, points[:, 2] > 0.5
