@@ -86,14 +86,16 @@ def evaluate_case(detector, train, test, labels, boundary=False):
     """:func:`skst3d.evaluation.evaluate_case`, its metrics under the benchmarks' keys.
 
     Keys: au_pro_30, au_pro_05, cloud_auroc, verdict_accuracy, fit_s, score_s, the verdict
-    material (cloud_anomalies, defective, cloud_offset, held_out_deciles) and
+    material (cloud_anomalies, defective, cloud_offset, held_out_deciles, held_out_quantiles) and
     boundary_fp_share when ``boundary`` (see :func:`boundary_false_positive_share`).
     """
+    from skst3d.defects import cloud_scores
     from skst3d.evaluation import final_estimator
 
     row, anomalies = skst3d_evaluate_case(detector, train, test, labels)
     final = final_estimator(detector)
     deciles = getattr(final, "held_out_deciles_", None)
+    quantiles = getattr(final, "held_out_quantiles_", None)
     out = dict(
         au_pro_30=row["au_pro_0.3"],
         au_pro_05=row["au_pro_0.05"],
@@ -101,11 +103,12 @@ def evaluate_case(detector, train, test, labels, boundary=False):
         verdict_accuracy=row["verdict_accuracy"],
         fit_s=row["fit_seconds"],
         score_s=row["score_seconds"],
-        # What the verdict rule needs, so that it can be tuned on dev without refitting.
-        cloud_anomalies=[float(np.max(a)) for a in anomalies],
+        # The verdict material: cloud anomalies (skst3d.defects.cloud_scores) and thresholds.
+        cloud_anomalies=[float(-c) for c in cloud_scores([-a for a in anomalies])],
         defective=[bool(np.any(lab)) for lab in labels],
         cloud_offset=getattr(final, "cloud_offset_", None),
         held_out_deciles=None if deciles is None else [float(v) for v in deciles],
+        held_out_quantiles=None if quantiles is None else [float(v) for v in quantiles],
     )
     if boundary:
         out["boundary_fp_share"] = boundary_false_positive_share(test, labels, anomalies)

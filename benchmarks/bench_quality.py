@@ -141,7 +141,7 @@ def build(spec, seed, quick=False):
     if isinstance(params.get("fusion"), dict):  # FPFH companion with these parameters
         from skst3d.baseline import FPFHMemoryBankDetector
 
-        params["fusion"] = FPFHMemoryBankDetector(**{"n_points": 65536, **params["fusion"]})
+        params["fusion"] = FPFHMemoryBankDetector(**{"n_points": 16384, **params["fusion"]})
     if quick:
         params.setdefault("n_epochs", 3)
     detector = StudentTeacherDetector(**{"random_state": seed, **params})
@@ -271,38 +271,14 @@ def split_summary(records, metric):
     return float(np.mean(means)), float(np.std(means))
 
 
-def verdict_accuracy(record, margin=None):
-    """Share of a case's test scans judged right by the cloud threshold of today's rule.
+def verdict_accuracy(record):
+    """Share of a case's test scans judged right, as recorded when the case was computed.
 
-    Recomputed from the held-out deciles when the record has them (the rule can change without
-    a refit: :func:`skst3d.defects.cloud_threshold` needs only the 10th and 90th percentiles;
-    only fused detectors' records carry them, whose rule has no z-score floor), else as
-    recorded. ``margin`` replaces :data:`skst3d.defects.FUSED_CLOUD_MARGIN`.
+    The cloud score and threshold are chosen in ``bench_verdicts.py`` (section "verdicts");
+    records without ``held_out_quantiles`` were computed before that rule, with the highest
+    point anomaly as the cloud score.
     """
-    from skst3d.defects import FUSED_CLOUD_MARGIN
-
-    deciles = record.get("held_out_deciles")
-    if not deciles:
-        return record.get("verdict_accuracy", float("nan"))
-    margin = FUSED_CLOUD_MARGIN if margin is None else margin
-    threshold = deciles[0] - margin * (deciles[-1] - deciles[0])
-    judged_defective = -np.asarray(record["cloud_anomalies"]) < threshold
-    return float(np.mean(judged_defective == np.asarray(record["defective"])))
-
-
-def margin_sweep(records, margins=np.arange(1.0, 12.01, 0.5)):
-    """A line: mean verdict accuracy over ``records`` (with held-out deciles) at each cloud margin.
-
-    This is how :data:`skst3d.defects.FUSED_CLOUD_MARGIN` was chosen, on the default's dev records.
-    """
-    records = [r for r in records if r.get("held_out_deciles")]
-    if not records:
-        return None
-    accuracies = [np.mean([verdict_accuracy(r, m) for r in records]) for m in margins]
-    best = margins[int(np.argmax(accuracies))]
-    return (f"Cloud margin (fused scores) against mean verdict accuracy on the default's {len(records)} dev "
-            "results: " + ", ".join(f"{m:g}: {a:.3f}" for m, a in zip(margins, accuracies))
-            + f"; best {best:g}.")
+    return record.get("verdict_accuracy", float("nan"))
 
 
 def target_check(results, method, anchors, split="test", margin=0.05):
@@ -400,14 +376,13 @@ def report(results, specs, args):
     if "default" in specs and anchors:
         body.append("Targets (issue 18): " + " ".join(
             line for split in splits for line in target_check(results, "default", anchors, split)))
-    sweep = margin_sweep(results.get(("default", "dev"), [])) if "default" in specs else None
-    if sweep:
-        body.append(sweep)
     body.append(
         f"Methods: {', '.join(specs)}. Seeds {', '.join(map(str, args.seeds))}; AU-PRO@0.3 is the mean over "
         "cases and seeds ± the standard deviation over seeds of the per-seed mean; @0.05 and cloud AUROC "
         "are means; verdicts is the share of test scans that predict_clouds judges right (the cloud "
-        "threshold fitted on held-out good scans); fit/score s are per 4,096-point case (12 training, 12 "
+        "threshold fitted on held-out good scans); cloud AUROC and verdicts are as recorded when a row was "
+        "computed: results recorded before the current rule (without held-out quantiles) used the highest "
+        "point anomaly as the cloud score (section \"verdicts\" compares both rules on both splits); fit/score s are per 4,096-point case (12 training, 12 "
         f"test scans, {args.threads} thread{'s' if args.threads != 1 else ''}). Cases: dev {n_cases['dev']}, "
         f"test {n_cases['test']} (part/style/points/noise; styles and noise levels in protocol.py).")
     body += describe(specs)

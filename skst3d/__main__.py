@@ -232,13 +232,13 @@ class _DemoPictures:
         picked = _pick_pictures(labels, self.n_pictures)
         predicted, titles = [], []
         for i in picked:
-            regions = find_defects(clouds[i], anomaly[i], region_threshold(point_threshold, cloud_threshold),
-                                   min_peak=cloud_threshold)
+            verdict = "defective" if -cloud_scores([-anomaly[i]])[0] > cloud_threshold else "good"
+            regions = [] if verdict == "good" else find_defects(
+                clouds[i], anomaly[i], region_threshold(point_threshold, cloud_threshold), min_peak=cloud_threshold)
             mask = np.zeros(len(clouds[i]), dtype=np.int64)
             for number, region in enumerate(regions, 1):
                 mask[region.indices] = number
             predicted.append(mask)
-            verdict = "defective" if -cloud_scores([-anomaly[i]])[0] > cloud_threshold else "good"
             kinds = self.defect_kinds[indices[i]]
             titles.append(f"{part} test #{i}: {', '.join(kinds) if kinds else 'good'}; verdict: {verdict}")
         path = os.path.join(self.output, f"scores_{part}.png")
@@ -476,7 +476,8 @@ def _score_file(model, path, stem, output, pictures):
     score = float(-cloud_scores([scores])[0])
     verdict = "defective" if score > cloud_threshold else "good"
     flag_threshold = region_threshold(point_threshold, cloud_threshold)
-    regions = find_defects(points, anomaly, flag_threshold, min_peak=cloud_threshold)
+    # regions of defective scans only: a scan called good has none (as the estimators' find_defects)
+    regions = [] if verdict == "good" else find_defects(points, anomaly, flag_threshold, min_peak=cloud_threshold)
     region_ids = np.zeros(len(points), dtype=np.int64)
     for number, region in enumerate(regions, 1):
         region_ids[region.indices] = number

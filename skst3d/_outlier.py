@@ -18,8 +18,8 @@ class PointOutlierMixin(OutlierMixin):
     below which a cloud's :meth:`score_clouds` calls it defective. Estimators call
     :meth:`_calibrate` at the end of ``fit`` with the point scores of held-out good clouds; it
     returns both thresholds and sets ``held_out_deciles_``, the 10th to 90th percentiles of those
-    scores (how good unseen scans score: :func:`skst3d.defects.cloud_threshold` with another
-    ``margin`` needs only its first and last entries).
+    scores (how good unseen scans score), and ``held_out_quantiles_``, their 1st percentile and
+    median (:func:`skst3d.defects.threshold_from_percentiles` with another ``margin``).
 
     Estimators with a ``scale_`` (the training clouds' point spacing) and a ``k`` warn, in
     every method here, about scored clouds whose spacing differs from it by more than
@@ -35,19 +35,16 @@ class PointOutlierMixin(OutlierMixin):
             ``offset_``: the ``contamination`` quantile of all their point scores.
         cloud_offset : float
             ``cloud_offset_``: :func:`skst3d.defects.cloud_threshold` of their point scores,
-            with ``min_anomaly=`` :data:`~skst3d.defects.Z_SCORE_LEVEL` when the scores are local
-            z-scores (``score_normalization`` other than ``"none"``, no ``fusion``); fused scores,
-            in units of the members' tails, get ``margin=``
-            :data:`~skst3d.defects.FUSED_CLOUD_MARGIN` and no floor.
+            with ``margin=`` :data:`~skst3d.defects.FUSED_CLOUD_MARGIN` for fused scores (in
+            units of the members' tails) and :data:`~skst3d.defects.CLOUD_MARGIN` otherwise.
         """
         pooled = np.concatenate(held_out_scores)
         self.held_out_deciles_ = np.quantile(pooled, np.linspace(0.1, 0.9, 9))
+        self.held_out_quantiles_ = np.quantile(pooled, defects.HELD_OUT_LEVELS)
         offset = float(np.quantile(pooled, self.contamination))
-        if getattr(self, "fusion", None) is not None:
-            return offset, defects.cloud_threshold(held_out_scores, margin=defects.FUSED_CLOUD_MARGIN)
-        z_scores = getattr(self, "score_normalization", "none") != "none"
-        min_anomaly = defects.Z_SCORE_LEVEL if z_scores else None
-        return offset, defects.cloud_threshold(held_out_scores, min_anomaly=min_anomaly)
+        fused = getattr(self, "fusion", None) is not None
+        margin = defects.FUSED_CLOUD_MARGIN if fused else defects.CLOUD_MARGIN
+        return offset, defects.cloud_threshold(held_out_scores, margin=margin)
 
     def _checked_scores(self, X):
         """``score_samples(X)``, then a warning about clouds of another point spacing."""
@@ -89,10 +86,12 @@ class PointOutlierMixin(OutlierMixin):
         return [np.where(s >= 0, 1, -1) for s in self.decision_function(X)]
 
     def score_clouds(self, X):
-        """Cloud-level normality for detection (as in I-AUROC): the lowest point score.
+        """Cloud-level normality: the mean score of each cloud's lowest-scoring 3 % of points.
 
-        Minus this is the maximum point anomaly of each cloud, the usual cloud-level anomaly
-        score; higher means more normal (see :func:`skst3d.defects.cloud_scores`).
+        Minus this is the mean anomaly of the cloud's most anomalous
+        :data:`~skst3d.defects.CLOUD_TAIL` share of points; higher means more normal (see
+        :func:`skst3d.defects.cloud_scores`, whose ``tail=0`` gives the highest point anomaly
+        of the literature's I-AUROC).
 
         Parameters
         ----------
@@ -141,9 +140,9 @@ class PointOutlierMixin(OutlierMixin):
             Flagged points at most this many point spacings apart are one region.
         min_peak : "cloud", float or None, default="cloud"
             Regions whose peak anomaly is not above it are dropped. ``"cloud"``:
-            ``-cloud_offset_``, so that regions are reported on the clouds
-            :meth:`predict_clouds` calls defective, and only the regions that make them so;
-            None keeps every region.
+            ``-cloud_offset_``, and only on the clouds :meth:`predict_clouds` calls defective
+            (a cloud called good has no region; a defective one, the regions that reach the
+            cloud threshold); None keeps every region.
 
         Returns
         -------
@@ -167,15 +166,17 @@ class PointOutlierMixin(OutlierMixin):
             threshold = defects.region_threshold(-self.offset_, -self._cloud_offset())
         elif threshold is None:
             threshold = -self.offset_
+        judged_good = np.zeros(len(point_scores), dtype=bool)
         if isinstance(min_peak, str):
             if min_peak != "cloud":
                 raise ValueError(f"min_peak must be 'cloud', a number or None, got {min_peak!r}")
             min_peak = -self._cloud_offset()
+            judged_good = defects.cloud_scores(point_scores) >= self._cloud_offset()
         clouds = check_point_clouds(clouds)
         return [
-            defects.find_defects(cloud, -scores, threshold, min_points=min_points, merge_distance=merge_distance,
-                                 min_peak=min_peak)
-            for cloud, scores in zip(clouds, point_scores)
+            [] if good else defects.find_defects(cloud, -scores, threshold, min_points=min_points,
+                                                 merge_distance=merge_distance, min_peak=min_peak)
+            for cloud, scores, good in zip(clouds, point_scores, judged_good)
         ]
 
     def _cloud_offset(self):

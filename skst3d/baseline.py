@@ -180,8 +180,10 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         Threshold of :meth:`score_clouds` from the same scores (see
         :func:`skst3d.defects.cloud_threshold`).
     held_out_deciles_ : ndarray of shape (9,)
-        The 10th to 90th percentiles of the leave-one-out training point scores that set the
-        thresholds (:func:`skst3d.defects.cloud_threshold` needs only the first and the last).
+        The 10th to 90th percentiles of the leave-one-out training point scores.
+    held_out_quantiles_ : ndarray of shape (2,)
+        Their 1st percentile and median, which set ``cloud_offset_``
+        (:func:`skst3d.defects.threshold_from_percentiles` for another margin).
     n_features_in_ : int
 
     Examples
@@ -361,8 +363,10 @@ class Open3DFPFHDetector(PointOutlierMixin, BaseEstimator):
         Threshold of :meth:`predict_clouds`, from the same leave-one-out training scores
         (:func:`skst3d.defects.cloud_threshold`).
     held_out_deciles_ : ndarray of shape (9,)
-        The 10th to 90th percentiles of the leave-one-out training point scores that set the
-        thresholds (:func:`skst3d.defects.cloud_threshold` needs only the first and the last).
+        The 10th to 90th percentiles of the leave-one-out training point scores.
+    held_out_quantiles_ : ndarray of shape (2,)
+        Their 1st percentile and median, which set ``cloud_offset_``
+        (:func:`skst3d.defects.threshold_from_percentiles` for another margin).
     n_features_in_ : int
         Always 3.
 

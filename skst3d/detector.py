@@ -190,9 +190,11 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         :meth:`predict_clouds` calls a scan defective below it (see
         :func:`skst3d.defects.cloud_threshold`).
     held_out_deciles_ : ndarray of shape (9,)
-        The 10th to 90th percentiles of the held-out good clouds' point scores that set the
-        thresholds: how good unseen scans score (:func:`skst3d.defects.cloud_threshold` needs
-        only the first and the last).
+        The 10th to 90th percentiles of the held-out good clouds' point scores: how good
+        unseen scans score.
+    held_out_quantiles_ : ndarray of shape (2,)
+        Their 1st percentile and median, which set ``cloud_offset_``
+        (:func:`skst3d.defects.threshold_from_percentiles` for another margin).
     error_reference_ : LocalErrorReference or None
         The training points' positions or descriptors (at most 16,384 descriptors, a random
         subset) and their errors, for ``score_normalization``; None when it is ``"none"``.

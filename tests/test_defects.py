@@ -10,8 +10,9 @@ from scipy.spatial.distance import cdist
 
 from skst3d import StudentTeacherDetector
 from skst3d.defects import (
+    CLOUD_MARGIN,
+    CLOUD_TAIL,
     FUSED_CLOUD_MARGIN,
-    Z_SCORE_LEVEL,
     DefectRegion,
     PointSpacingWarning,
     check_point_spacing,
@@ -134,19 +135,27 @@ def test_find_defects_errors_name_the_argument(kwargs, match):
 # ------------------------------------------------------------------------- cloud scores
 def test_cloud_scores_and_threshold_by_hand():
     a, b = np.array([-1.0, -0.5, -4.0, -1.5]), np.array([-2.0, -2.5, -1.0])
-    np.testing.assert_array_equal(cloud_scores([a, b]), [-4.0, -2.5])
-    # 10th percentile of the pooled held-out scores minus margin interdecile ranges; numpy's
+    np.testing.assert_array_equal(cloud_scores([a, b], tail=0), [-4.0, -2.5])
+    # half of 4 points: -4 and -1.5; half of 3: round(1.5) = 2 points, -2.5 and -2
+    np.testing.assert_array_equal(cloud_scores([a, b], tail=0.5), [-2.75, -2.25])
+    np.testing.assert_array_equal(cloud_scores([a, b], tail=1), [-7.0 / 4, -5.5 / 3])
+    assert cloud_scores([a], tail=CLOUD_TAIL)[0] == cloud_scores([a])[0] == -4.0  # 3 % of 4 points: one
+    for bad in (-0.1, 1.5, np.nan, "all", True):
+        with pytest.raises(ValueError, match="tail must be a number in \\[0, 1\\]"):
+            cloud_scores([a], tail=bad)
+    # the pooled held-out scores' median minus margin times (median - 1st percentile); numpy's
     # percentile is linear interpolation between order statistics, recomputed here by hand
     pooled = np.sort(np.r_[a, b])
     def percentile(q):
         position = q * (len(pooled) - 1)
         low = int(np.floor(position))
         return pooled[low] + (position - low) * (pooled[min(low + 1, len(pooled) - 1)] - pooled[low])
-    q10, q90 = percentile(0.1), percentile(0.9)
-    assert cloud_threshold([a, b], margin=2.0) == pytest.approx(q10 - 2.0 * (q90 - q10))
-    assert cloud_threshold([a, b], margin=0.0) == pytest.approx(q10)
-    assert cloud_threshold([a, b], margin=0.0, min_anomaly=-q10 + 1.0) == pytest.approx(q10 - 1.0)
-    assert cloud_threshold([a, b], margin=0.0, min_anomaly=-q10 - 1.0) == pytest.approx(q10)
+    q01, q50 = percentile(0.01), percentile(0.5)
+    assert q50 == -1.5 and q01 == pytest.approx(-4.0 + 0.06 * 1.5)  # 7 scores: positions 3 and 0.06
+    assert cloud_threshold([a, b], margin=2.0) == pytest.approx(q50 - 2.0 * (q50 - q01))
+    assert cloud_threshold([a, b], margin=0.0) == pytest.approx(q50)
+    assert cloud_threshold([a, b], margin=0.0, min_anomaly=-q50 + 1.0) == pytest.approx(q50 - 1.0)
+    assert cloud_threshold([a, b], margin=0.0, min_anomaly=-q50 - 1.0) == pytest.approx(q50)
     with pytest.raises(ValueError, match="point_scores\\[1\\] is empty"):
         cloud_scores([a, np.array([])])
     with pytest.raises(ValueError, match="one array per cloud"):
@@ -203,25 +212,30 @@ def test_calibrate_returns_the_point_and_the_cloud_threshold(detector):
     held = [0.3 * np.random.default_rng(s).normal(size=200) for s in range(2)]
     offset, cloud_offset = detector._calibrate(held)
     assert offset == np.quantile(np.concatenate(held), detector.contamination)
-    # normalised scores are z-scores: the cloud threshold is at most -Z_SCORE_LEVEL
-    assert cloud_offset == cloud_threshold(held, min_anomaly=Z_SCORE_LEVEL) == -Z_SCORE_LEVEL
+    q01, q50 = np.quantile(np.concatenate(held), [0.01, 0.5])
+    assert cloud_offset == pytest.approx(q50 - CLOUD_MARGIN * (q50 - q01), rel=1e-12)
+    np.testing.assert_array_equal(detector.held_out_quantiles_, [q01, q50])
     raw = copy.deepcopy(detector).set_params(score_normalization="none")
-    assert raw._calibrate(held)[1] == cloud_threshold(held) > -Z_SCORE_LEVEL
-    # fused scores are not z-scores: their own margin, no floor
+    assert raw._calibrate(held)[1] == cloud_offset
+    # fused scores, in units of the members' tails, have their own margin
     fused = copy.deepcopy(detector).set_params(fusion="fpfh")
-    narrow = [h / 3 for h in held]  # a spread at which the z-score floor would bind
-    assert fused._calibrate(narrow)[1] == cloud_threshold(narrow, margin=FUSED_CLOUD_MARGIN) > -Z_SCORE_LEVEL
-    fused._calibrate(held)
+    assert fused._calibrate(held)[1] == pytest.approx(q50 - FUSED_CLOUD_MARGIN * (q50 - q01), rel=1e-12)
     deciles = np.quantile(np.concatenate(held), np.arange(1, 10) / 10)  # levels differ from linspace by an ulp
     np.testing.assert_allclose(fused.held_out_deciles_, deciles, rtol=0, atol=1e-12)
     assert np.isfinite(detector.cloud_offset_)
 
 
+def _tail_mean(scores, tail=CLOUD_TAIL):
+    """Mean of the lowest round(tail * n) scores (at least one), by sorting."""
+    return np.sort(scores)[: max(1, int(round(tail * len(scores))))].mean()
+
+
 def test_cloud_methods_agree_with_the_point_scores(detector):
     clouds = wavy(2, seed=5) + wavy(2, seed=6, bump=True)
     scores = detector.score_samples(clouds)
-    np.testing.assert_array_equal(detector.score_clouds(clouds), [s.min() for s in scores])
-    expected = np.where(np.array([s.min() for s in scores]) >= detector.cloud_offset_, 1, -1)
+    tails = np.array([_tail_mean(s) for s in scores])
+    np.testing.assert_allclose(detector.score_clouds(clouds), tails, rtol=1e-12)
+    expected = np.where(tails >= detector.cloud_offset_, 1, -1)
     np.testing.assert_array_equal(detector.predict_clouds(clouds), expected)
     flagged = detector.find_defects(clouds, threshold=None, min_peak=None)  # decision_function < 0
     auto = detector.find_defects(clouds, min_peak=None)  # midway between the point and the cloud threshold
@@ -231,10 +245,14 @@ def test_cloud_methods_agree_with_the_point_scores(detector):
         assert [r.indices.tolist() for r in found] == [r.indices.tolist() for r in again]
         again = find_defects(cloud, -score, middle)
         assert [r.indices.tolist() for r in found_auto] == [r.indices.tolist() for r in again]
-    # by default only regions that reach the cloud threshold: none on a cloud called good
-    for verdict, found in zip(detector.predict_clouds(clouds), detector.find_defects(clouds)):
+    # by default only clouds called defective have regions, those that reach the cloud threshold
+    for verdict, found, cloud, score in zip(detector.predict_clouds(clouds), detector.find_defects(clouds), clouds,
+                                            scores):
         if verdict == 1:
             assert found == []
+        else:
+            again = find_defects(cloud, -score, middle, min_peak=-detector.cloud_offset_)
+            assert [r.indices.tolist() for r in found] == [r.indices.tolist() for r in again]
         for region in found:
             assert region.peak_score > -detector.cloud_offset_
 

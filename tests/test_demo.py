@@ -179,9 +179,10 @@ def test_evaluation_loop_against_an_independent_computation():
         anomaly = [-s for s in model.score_samples([data.test[i] for i in idx])]
         labels = [data.test_labels[i] for i in idx]
         defective = np.array([lab.any() for lab in labels])
-        highest = np.array([a.max() for a in anomaly])
-        assert row["cloud_auroc"] == pytest.approx(roc_auc_score(defective, highest))
-        assert row["verdict_accuracy"] == pytest.approx(np.mean((highest > -model.cloud_offset_) == defective))
+        # the cloud anomaly: mean of the 3 % most anomalous points, round(0.03 * 384) = 12 of them
+        top = np.array([np.sort(a)[::-1][:12].mean() for a in anomaly])
+        assert row["cloud_auroc"] == pytest.approx(roc_auc_score(defective, top))
+        assert row["verdict_accuracy"] == pytest.approx(np.mean((top > -model.cloud_offset_) == defective))
         assert row["au_pro_0.05"] == pytest.approx(au_pro(labels, anomaly, integration_limit=0.05))
         assert row["n_test"] == len(idx) and row["n_defective"] == int(defective.sum())
     table = format_results(results, style="markdown").splitlines()

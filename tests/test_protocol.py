@@ -152,3 +152,22 @@ def test_variant_parsing():
     for bad in ["noequals", 'x={"method": "nope"}', "x=[1]", "x={bad json"]:
         with pytest.raises(argparse.ArgumentTypeError):
             bench_quality.parse_variant(bad)
+
+
+def test_verdict_grid_by_hand():
+    # two good scans and two defective ones of 100 points; held-out 1st percentile -3, median -1
+    import bench_verdicts
+
+    rng = np.random.default_rng(0)
+    anomaly = [rng.uniform(0, 1, 100) for _ in range(4)]
+    anomaly[2][:3] = 10.0  # three points: the top 3 % of a defective scan
+    anomaly[3][0] = 10.0  # one point: only the highest-point score sees it as the highest
+    defective = np.array([False, False, True, True])
+    auroc, accuracy = bench_verdicts.case_grid(anomaly, defective, np.array([-3.0, -1.0]))
+    tail0, tail3 = bench_verdicts.TAILS.index(0.0), bench_verdicts.TAILS.index(0.03)
+    assert auroc[tail0] == 1.0 and auroc[tail3] == 1.0
+    # threshold on the anomaly scale: 1 + margin * 2; tail 0.03: scans at about 1, 1, 10 and 4
+    top3 = [np.sort(a)[-3:].mean() for a in anomaly]
+    for j, margin in enumerate(bench_verdicts.MARGINS):
+        expected = np.mean((np.array(top3) > 1 + 2 * margin) == defective)
+        assert accuracy[tail3, j] == pytest.approx(expected)
