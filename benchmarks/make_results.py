@@ -5,6 +5,8 @@ The page holds, in this order, the sections of :data:`PAGE`; each is written by 
 
 * ``quality``: the summary table (method x split: AU-PRO@0.3, @0.05, cloud AUROC, fit and score
   seconds) and the per-case tables, from ``bench_quality.py``'s result cache;
+* ``verdicts`` (and ``verdicts_3d_st`` for 3D-ST alone, when run): the cloud score and
+  threshold chosen on dev, reported on test (``bench_verdicts.py``);
 * ``workflow``: ``skst3d fit`` / ``skst3d score`` on scan files: cloud AUROC, verdicts, defect
   centroids;
 * ``scaling``: time and memory against scan size, n, d and k (CPU; GPU rows when a GPU run
@@ -34,6 +36,8 @@ from _results import RESULTS  # noqa: E402
 #: (section name, script that writes it, arguments of a full run)
 PAGE = [
     ("quality", "bench_quality.py", ["--split", "both", "--methods", "default,random-teacher,fpfh,btf-open3d"]),
+    ("verdicts", "bench_verdicts.py", []),
+    ("verdicts_3d_st", "bench_verdicts.py", ["--method", "3d-st"]),
     ("workflow", "bench_workflow.py", []),
     ("scaling", "bench_scaling.py", []),
     ("geometry", "bench_geometry.py", []),
