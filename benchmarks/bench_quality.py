@@ -141,7 +141,7 @@ def build(spec, seed, quick=False):
     if isinstance(params.get("fusion"), dict):  # FPFH companion with these parameters
         from skst3d.baseline import FPFHMemoryBankDetector
 
-        params["fusion"] = FPFHMemoryBankDetector(**{"n_points": 16384, **params["fusion"]})
+        params["fusion"] = FPFHMemoryBankDetector(**{"n_points": 16384, "sampling": "random", **params["fusion"]})
     if quick:
         params.setdefault("n_epochs", 3)
     detector = StudentTeacherDetector(**{"random_state": seed, **params})

@@ -51,6 +51,7 @@ PACKAGE = os.path.normpath(os.path.join(HERE, "..", "skst3d"))
 NOT_POINT_SCORES = {"defects.py", "__main__.py", "plotting.py", "io.py", "evaluation.py", "metrics.py"}
 
 METHODS = {"default": {}, "3d-st": {"fusion": None}}
+STALE = []  # cases read from results of earlier skst3d code (--reuse-stale)
 TAILS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
 MARGINS = np.round(np.arange(0.0, 4.01, 0.125), 3)
 
@@ -74,9 +75,15 @@ def case_scores(case, args, fingerprint):
     from skst3d import StudentTeacherDetector
 
     folder = os.path.join(args.cache, args.method)
-    path = os.path.join(folder, f"{case.split}-{case.name.replace('/', '_')}-s{case.seed}-{fingerprint}.npz")
-    if os.path.exists(path) and not args.refresh:
-        z = np.load(path, allow_pickle=True)
+    stem = os.path.join(folder, f"{case.split}-{case.name.replace('/', '_')}-s{case.seed}")
+    path = f"{stem}-{fingerprint}.npz"
+    cached = [path] if os.path.exists(path) else []
+    if not cached and args.reuse_stale:
+        cached = sorted(f for f in glob.glob(f"{stem}-*.npz") if not f.endswith(".tmp.npz"))
+    if cached and not args.refresh:
+        if cached[0] != path:
+            STALE.append(case.name)
+        z = np.load(cached[0], allow_pickle=True)
         return list(z["anomaly"]), z["defective"], z["quantiles"]
     data = protocol.make_case(case)
     if args.quick:
@@ -118,6 +125,8 @@ def main(argv=None):
     parser.add_argument("--split", default="both", choices=["dev", "test", "both"],
                         help="split to fit (the other is read from the cache, to run the two side by side)")
     parser.add_argument("--refresh", action="store_true", help="refit even when cached")
+    parser.add_argument("--reuse-stale", action="store_true",
+                        help="use cached point scores even when the skst3d code they were computed with changed")
     parser.add_argument("--cache", default=CACHE)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -166,7 +175,8 @@ def main(argv=None):
         + ("Tail chosen by dev cloud AUROC, margin" if args.method == "default" else "Tail as chosen for the default; margin")
         + f" by dev verdict accuracy; test only reports. {in_use}.",
         table, "Every tail (dev chooses; test shown for reference only):", sweep,
-    ])
+    ] + ([f"{len(STALE)} of {grids['dev'][2] + grids['test'][2]} cases were computed with earlier skst3d code "
+          "(`--reuse-stale`)."] if STALE else []))
     print(body)
     if not args.no_write:
         name = "verdicts" + ("" if args.method == "default" else "_3d_st") + ("_quick" if args.quick else "")

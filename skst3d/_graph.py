@@ -248,8 +248,9 @@ def receptive_union(knn_indices: torch.Tensor, rows: torch.Tensor, n_hops: int) 
     return torch.nonzero(reached)[:, 0]
 
 
-def sample_rows(cloud: np.ndarray, n_points, seed) -> np.ndarray | None:
-    """Rows kept by farthest point sampling down to ``n_points`` (None: keep every row).
+def sample_rows(cloud: np.ndarray, n_points, seed, method="farthest") -> np.ndarray | None:
+    """Rows kept by farthest point sampling (or ``method="random"``: a uniform random subset,
+    in increasing order) down to ``n_points`` (None: keep every row).
 
     An int is a number of points; a float in (0, 1) a fraction of the cloud's points.
     """
@@ -257,6 +258,8 @@ def sample_rows(cloud: np.ndarray, n_points, seed) -> np.ndarray | None:
         n_points = max(2, int(round(n_points * cloud.shape[0])))
     if n_points is None or cloud.shape[0] <= n_points:
         return None
+    if method == "random":
+        return np.sort(np.random.default_rng(seed).choice(cloud.shape[0], n_points, replace=False))
     from .geometry import farthest_point_sampling
 
     centred = torch.from_numpy(np.asarray(cloud, dtype=np.float64) - cloud.mean(axis=0))

@@ -120,7 +120,7 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     fusion : None, "fpfh" or estimator, default="fpfh"
         A classical detector whose point anomalies are fused with 3D-ST's (beyond the paper):
         ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` (on at most 16,384 points
-        of a cloud, or ``n_points``, scores carried back to every point); any
+        of a cloud, or ``n_points``, a random subset, scores carried back to every point); any
         other unfitted detector with ``fit`` and ``score_samples`` (higher = more normal) is
         cloned. It is fitted on the same training clouds (registered, if ``registration``) as
         the students; each method's anomalies are divided by how far they reach on held-out
@@ -464,7 +464,8 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
 
         if self.fusion == "fpfh":
             # FPFH on at most this many points per cloud (scores carried back): bounded cost on big scans
-            companion = FPFHMemoryBankDetector(n_points=self.n_points or _FUSION_MAX_POINTS, n_jobs=self.n_jobs)
+            companion = FPFHMemoryBankDetector(n_points=self.n_points or _FUSION_MAX_POINTS, sampling="random",
+                                               n_jobs=self.n_jobs)
         else:
             companion = clone(self.fusion)
         if "random_state" in companion.get_params():

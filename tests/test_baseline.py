@@ -257,7 +257,8 @@ def test_open3d_detector_docstring_example_runs():
     assert result.failed == 0 and result.attempted >= 4
 
 
-def test_n_points_scores_every_input_point_from_a_farthest_point_sample():
+@pytest.mark.parametrize("sampling", ["farthest", "random"])
+def test_n_points_scores_every_input_point_from_a_sample(sampling):
     from scipy.spatial import cKDTree
 
     from skst3d._graph import sample_rows
@@ -266,13 +267,16 @@ def test_n_points_scores_every_input_point_from_a_farthest_point_sample():
     rng = np.random.default_rng(3)
     clouds = [np.c_[rng.uniform(size=(600, 2)) * 10, rng.normal(scale=0.01, size=600)] for _ in range(3)]
     full = FPFHMemoryBankDetector(k_normals=8, k_features=8).fit(clouds[:2])
-    sampled = FPFHMemoryBankDetector(k_normals=8, k_features=8, n_points=0.5).fit(clouds[:2])
+    sampled = FPFHMemoryBankDetector(k_normals=8, k_features=8, n_points=0.5, sampling=sampling).fit(clouds[:2])
     (scores,) = sampled.score_samples(clouds[2:])
     assert scores.shape == (600,) and len(sampled.memory_bank_) == 600  # half of each training cloud
     # every input point takes the score of its nearest sampled point, whose score is the bank distance
-    rows = sample_rows(clouds[2], 0.5, seed=0)
+    rows = sample_rows(clouds[2], 0.5, seed=0, method=sampling)
+    assert len(np.unique(rows)) == 300
+    if sampling == "random":  # a seeded uniform subset, in increasing order
+        np.testing.assert_array_equal(rows, np.sort(np.random.default_rng(0).choice(600, 300, replace=False)))
     on_sample = FPFHMemoryBankDetector(k_normals=8, k_features=8).fit(
-        [c[sample_rows(c, 0.5, seed=0)] for c in clouds[:2]]).score_samples([clouds[2][rows]])[0]
+        [c[sample_rows(c, 0.5, seed=0, method=sampling)] for c in clouds[:2]]).score_samples([clouds[2][rows]])[0]
     nearest = cKDTree(clouds[2][rows]).query(clouds[2])[1]
     np.testing.assert_allclose(scores, on_sample[nearest], rtol=1e-6)
     assert full.score_samples(clouds[2:])[0].shape == (600,)
