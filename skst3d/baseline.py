@@ -9,6 +9,7 @@ yardstick that 3D-ST must beat. numpy and scipy only.
 
 from __future__ import annotations
 
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,15 +25,17 @@ from ._outlier import PointOutlierMixin
 from ._validation import anomaly_free_clouds, check_point_clouds
 
 
-def _normals(points, neighbours, view_direction):
-    """Unit normals by local PCA over each point and its ``neighbours`` (n, k) rows, oriented."""
-    patch = points[np.c_[np.arange(len(points)), neighbours]]
+def _normals(points, neighbours, view_direction, cloud=None):
+    """Unit normals of ``points`` by local PCA over each one and its ``neighbours`` (rows of
+    ``cloud``, by default ``points`` itself), oriented (``"centroid"``: away from the cloud's)."""
+    cloud = points if cloud is None else cloud
+    patch = np.concatenate([points[:, None, :], cloud[neighbours]], axis=1)
     centred = patch - patch.mean(axis=1, keepdims=True)
     cov = np.einsum("nki,nkj->nij", centred, centred)
     _, vectors = np.linalg.eigh(cov)
     normals = vectors[:, :, 0]  # eigenvector of the smallest eigenvalue
     if isinstance(view_direction, str):  # "centroid": outwards, for parts scanned all around
-        flip = np.einsum("ni,ni->n", normals, points - points.mean(axis=0)) < 0
+        flip = np.einsum("ni,ni->n", normals, points - cloud.mean(axis=0)) < 0
     else:
         flip = normals @ view_direction < 0
     normals[flip] *= -1
@@ -104,8 +107,9 @@ def fpfh_features(points, k_normals=16, k_features=32, n_bins=11, view_direction
     return _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction)[0]
 
 
-# Points per block of the pair-feature computation: bounds memory on million-point clouds.
-_FPFH_BLOCK = 1 << 15
+# Points per block of the pair-feature computation: bounds memory on million-point clouds, and
+# blocks are the units of work of the threads.
+_FPFH_BLOCK = 1 << 13
 
 # Ranges of the binned angles alpha, phi (cosines) and theta (radians).
 _ANGLE_RANGES = ((-1.0, 1.0), (-1.0, 1.0), (-np.pi, np.pi))
@@ -116,12 +120,18 @@ def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, 
     points = np.asarray(points, dtype=np.float64)
     view = view_direction if isinstance(view_direction, str) else np.asarray(view_direction, dtype=np.float64)
     # One query serves both neighbourhoods: the k_normals nearest are the first of the list.
-    dist, idx = cKDTree(points).query(points, max(k_normals, k_features) + 1, workers=workers)
-    normals = _normals(points, idx[:, 1:k_normals + 1], view)
-    dist, idx = dist[:, 1:k_features + 1], idx[:, 1:k_features + 1]
+    dist, nearest = cKDTree(points).query(points, max(k_normals, k_features) + 1, workers=workers)
     n = points.shape[0]
+    normals = np.empty((n, 3))
+
+    def block_normals(start):
+        rows = slice(start, start + _FPFH_BLOCK)
+        normals[rows] = _normals(points[rows], nearest[rows, 1:k_normals + 1], view, points)
+
+    dist, idx = dist[:, 1:k_features + 1], nearest[:, 1:k_features + 1]
     spfh = np.empty((n, 3 * n_bins))
-    for start in range(0, n, _FPFH_BLOCK):
+
+    def histograms(start):
         rows = slice(start, start + _FPFH_BLOCK)
         angles = _pair_angles(points[rows, None, :], normals[rows, None, :], points[idx[rows]], normals[idx[rows]])
         m = len(angles[0])
@@ -131,6 +141,18 @@ def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, 
                  for j, (values, (lo, hi)) in enumerate(zip(angles, _ANGLE_RANGES))]
         counts = np.bincount(np.concatenate([c.ravel() for c in cells]), minlength=m * 3 * n_bins)
         spfh[rows] = counts.reshape(m, 3 * n_bins) / k_features
+
+    starts = range(0, n, _FPFH_BLOCK)
+    if workers == 1 or n <= _FPFH_BLOCK:
+        for step in (block_normals, histograms):  # histograms need every neighbour's normal
+            for start in starts:
+                step(start)
+    else:  # numpy releases the GIL in these array operations: blocks run side by side
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(os.cpu_count() if workers == -1 else workers) as pool:
+            for step in (block_normals, histograms):
+                list(pool.map(step, starts))
     weights = 1.0 / np.maximum(dist, 1e-12)
     weights /= weights.sum(axis=1, keepdims=True)
     # the weighted neighbour mean as a sparse (n, n) product: no (n, k, 3 * n_bins) gather

@@ -34,7 +34,7 @@ from .pretrain import _KNN_BACKENDS, TeacherPretrainer
 
 # An unfitted TeacherPretrainer given as teacher is pretrained on these built-in scenes.
 _BUILTIN_SCENES = dict(n_scenes=40, n_points=4096)
-# The FPFH companion of fusion="fpfh" works on at most this many points of a cloud.
+# The FPFH companion of fusion="fpfh" keeps at most this many points of the largest training scan.
 _FUSION_MAX_POINTS = 1 << 14
 # Training points kept for descriptor-space normalisation (a random subset beyond this).
 _DESCRIPTOR_REFERENCE_SIZE = 16384
@@ -119,8 +119,9 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         geometry look normal. Validation clouds are never rotated.
     fusion : None, "fpfh" or estimator, default="fpfh"
         A classical detector whose point anomalies are fused with 3D-ST's (beyond the paper):
-        ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` (on at most 16,384 points
-        of a cloud, or ``n_points``, a random subset, scores carried back to every point); any
+        ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` (with ``n_points`` if set;
+        if the training scans have more than 16,384 points, on a random share of every scan that
+        leaves 16,384 of the largest one, scores carried back to every point); any
         other unfitted detector with ``fit`` and ``score_samples`` (higher = more normal) is
         cloned. It is fitted on the same training clouds (registered, if ``registration``) as
         the students; each method's anomalies are divided by how far they reach on held-out
@@ -463,9 +464,14 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         from .baseline import FPFHMemoryBankDetector
 
         if self.fusion == "fpfh":
-            # FPFH on at most this many points per cloud (scores carried back): bounded cost on big scans
-            companion = FPFHMemoryBankDetector(n_points=self.n_points or _FUSION_MAX_POINTS, sampling="random",
-                                               n_jobs=self.n_jobs)
+            n_points = self.n_points
+            if n_points is None:
+                # Large training scans: the same random share of every scan, so that scored scans of
+                # the training scans' density keep the density the bank was built at (a fixed count
+                # would thin a larger scan more, and FPFH over 32 neighbours depends on the spacing).
+                largest = max(clouds[i].shape[0] for i in train_idx)
+                n_points = _FUSION_MAX_POINTS / largest if largest > _FUSION_MAX_POINTS else None
+            companion = FPFHMemoryBankDetector(n_points=n_points, sampling="random", n_jobs=self.n_jobs)
         else:
             companion = clone(self.fusion)
         if "random_state" in companion.get_params():
@@ -509,6 +515,8 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         """Point anomalies of 3D-ST and, with ``fusion``, of the companion: one list per method."""
         members = [self._anomalies(model, reference, prepared, clouds)]
         if companion is not None:
+            if isinstance(self.fusion, str):  # the built-in companion uses the detector's n_jobs
+                companion.set_params(n_jobs=self.n_jobs)
             members.append([-np.asarray(s, dtype=np.float64) for s in companion.score_samples(clouds)])
         return members
 
