@@ -129,6 +129,7 @@ def main(argv=None):
                         help="use cached point scores even when the skst3d code they were computed with changed")
     parser.add_argument("--cache", default=CACHE)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--note", default="", help="a sentence added to the RESULTS.md section")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -176,7 +177,7 @@ def main(argv=None):
         + f" by dev verdict accuracy; test only reports. {in_use}.",
         table, "Every tail (dev chooses; test shown for reference only):", sweep,
     ] + ([f"{len(STALE)} of {grids['dev'][2] + grids['test'][2]} cases were computed with earlier skst3d code "
-          "(`--reuse-stale`)."] if STALE else []))
+          "(`--reuse-stale`)."] if STALE else []) + ([args.note] if args.note else []))
     print(body)
     if not args.no_write:
         name = "verdicts" + ("" if args.method == "default" else "_3d_st") + ("_quick" if args.quick else "")
