@@ -60,7 +60,7 @@ def main(argv=None):
     print(f"flagged {flagged.sum()} of {flagged.size} points; {np.sum(flagged & truth)} of "
           f"{truth.sum()} defect points among them")
 
-    # 5. One score per cloud: the lowest point score (minus it = the cloud's anomaly score).
+    # 5. One score per cloud: the mean score of its lowest-scoring 3 % of points (minus it = its anomaly).
     for i, (score, kinds) in enumerate(zip(detector.score_clouds(data.test), data.test_defect_kinds)):
         print(f"  test cloud {i}: cloud score {score:8.3f}  {', '.join(kinds) or 'good'}")
     return 0
