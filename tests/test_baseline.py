@@ -87,6 +87,18 @@ def test_fpfh_features_equal_a_point_by_point_computation():
     np.testing.assert_allclose(got, np.array(expected), atol=1e-6)
 
 
+def test_fpfh_blocks_on_threads_give_the_same_features():
+    from skst3d.baseline import _FPFH_BLOCK, _fpfh_and_neighbours
+
+    rng = np.random.default_rng(6)
+    xy = rng.uniform(-1, 1, size=(_FPFH_BLOCK + 1500, 2))
+    points = np.c_[xy, np.sin(3 * xy[:, 0]) * 0.2]
+    one, idx_one = _fpfh_and_neighbours(points, 16, 32, 11, (0.0, 0.0, 1.0), workers=1)
+    two, idx_two = _fpfh_and_neighbours(points, 16, 32, 11, (0.0, 0.0, 1.0), workers=2)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(idx_one, idx_two)
+
+
 def test_flat_plane_histograms_concentrate():
     rng = np.random.default_rng(0)
     plane = np.c_[rng.uniform(size=(400, 2)), np.zeros(400)]

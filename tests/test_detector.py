@@ -320,6 +320,23 @@ def test_registration_scores_a_turned_cloud_like_the_original():
         registered.set_params(registration=False).score_samples([turned])
 
 
+def test_fusion_companion_keeps_the_training_density_and_follows_n_jobs(monkeypatch):
+    import skst3d.detector as detector_module
+
+    # with the cap at 100 points, training clouds of 160 and 200 points: every cloud keeps
+    # the share 100 / 200 (the largest), so a scored cloud of the training density keeps it too
+    monkeypatch.setattr(detector_module, "_FUSION_MAX_POINTS", 100)
+    train = wavy_clouds(3) + wavy_clouds(1, n=200, seed=4)
+    det = StudentTeacherDetector("random", **dict(SMALL, fusion="fpfh"), validation_fraction=0.25,
+                                 random_state=0).fit(train)
+    assert det.fusion_.n_points == pytest.approx(0.5) and det.fusion_.sampling == "random"
+    monkeypatch.setattr(detector_module, "_FUSION_MAX_POINTS", 1000)  # no cap reached: every point
+    assert StudentTeacherDetector("random", **dict(SMALL, fusion="fpfh"), random_state=0).fit(
+        wavy_clouds(3)).fusion_.n_points is None
+    det.set_params(n_jobs=2).score_samples(wavy_clouds(1, seed=7))
+    assert det.fusion_.n_jobs == 2
+
+
 def test_fusion_averages_the_standardised_anomalies_of_both_methods():
     # With fusion, a point's anomaly is the mean over 3D-ST and the FPFH memory bank of
     # (anomaly - median) / (99th percentile - median), the statistics taken on held-out clouds.
