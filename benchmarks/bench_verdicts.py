@@ -155,7 +155,8 @@ def main(argv=None):
         chosen.append((0, int(np.nanargmax(dev_accuracy[0]))))
     rows = []
     for i, j in chosen:
-        row = [f"{TAILS[i]:g}" + (" (in use)" if i == best_tail else " (highest point)"), f"{MARGINS[j]:g}"]
+        label = " (chosen on dev)" if args.method == "default" else " (the default's)"
+        row = [f"{TAILS[i]:g}" + (label if i == best_tail else " (highest point)"), f"{MARGINS[j]:g}"]
         for split in ("dev", "test"):
             auroc, accuracy, _ = grids[split]
             row += [auroc[i], accuracy[i, j]]
@@ -170,7 +171,8 @@ def main(argv=None):
     in_use = f"skst3d uses tail {defects.CLOUD_TAIL:g} and margin {margin:g} for this detector"
     body = "\n\n".join([
         f"{'The default detector' if args.method == 'default' else 'StudentTeacherDetector(fusion=None)'}, cases of benchmarks/protocol.py (seeds {args.seeds}): dev {grids['dev'][2]} "
-        f"cases, test {grids['test'][2]} cases, 12 test scans each (half defective). Cloud score: mean anomaly of "
+        f"cases, test {grids['test'][2]} cases, {'6' if args.quick else '12'} test scans each (half defective). "
+        "Cloud score: mean anomaly of "
         "the scan's most anomalous `tail` share of points; threshold: the held-out points' median anomaly plus "
         "`margin` times (99th percentile - median) (skst3d.defects.cloud_threshold). "
         + ("Tail chosen by dev cloud AUROC, margin" if args.method == "default" else "Tail as chosen for the default; margin")

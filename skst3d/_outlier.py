@@ -186,4 +186,9 @@ class PointOutlierMixin(OutlierMixin):
                 f"this {type(self).__name__} has no cloud threshold cloud_offset_: it was fitted by an skst3d "
                 "version before cloud verdicts (fit it again), or it does not calibrate one yet"
             )
+        if hasattr(self, "held_out_deciles_") and not hasattr(self, "held_out_quantiles_"):
+            raise NotFittedError(
+                f"this {type(self).__name__}'s cloud threshold cloud_offset_ was fitted by an skst3d version "
+                "with another cloud score (the highest point anomaly): fit it again"
+            )
         return self.cloud_offset_

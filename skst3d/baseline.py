@@ -69,7 +69,9 @@ def _pair_angles(p_s, n_s, p_t, n_t):
     swap = np.abs(cos_s) < np.abs(cos_t) - _TIE_TOLERANCE
     phi = np.where(swap, -cos_t, cos_s)  # u.d, with u = n_t and d reversed when swapped
     d_dot_o = np.where(swap, -cos_s, cos_t)
-    sine = np.sqrt(np.maximum(1.0 - phi * phi, 0.0))  # |u x d| of unit vectors
+    # |u x d| of unit vectors; within ~1e-5 rad of parallel it is imprecise, but there the
+    # frame itself (the direction of v) is undefined, in the explicit construction too
+    sine = np.sqrt(np.maximum(1.0 - phi * phi, 0.0))
     inverse = np.where(sine > 1e-12, 1.0 / np.maximum(sine, 1e-12), 0.0)  # degenerate frame: v = w = 0
     alpha = triple * inverse
     theta = np.arctan2((phi * normals_dot - d_dot_o) * inverse, normals_dot)
@@ -260,7 +262,11 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         from ._graph import sample_rows
         from ._training import resolve_n_jobs
 
-        sample = sample_rows(cloud, self.n_points, seed=0, method=self.sampling)
+        n_points = self.n_points
+        if n_points is not None:  # never fewer points than the neighbourhoods need
+            count = n_points if isinstance(n_points, Integral) else max(2, int(round(n_points * len(cloud))))
+            n_points = max(count, max(self.k_normals, self.k_features) + 1)
+        sample = sample_rows(cloud, n_points, seed=0, method=self.sampling)
         kept = cloud if sample is None else cloud[sample]
         features, neighbours = _fpfh_and_neighbours(
             kept, self.k_normals, self.k_features, self.n_bins, self.view_direction, resolve_n_jobs(self.n_jobs)
@@ -312,6 +318,10 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         state = super().__getstate__()
         state.pop("_tree", None)  # rebuilt on demand; a kd-tree pickles large
         return state
+
+    def __setstate__(self, state):
+        # detectors pickled before ``sampling`` existed sampled by farthest point
+        super().__setstate__({"sampling": "farthest", **state})
 
 
 def _import_open3d():

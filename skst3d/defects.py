@@ -30,6 +30,7 @@ __all__ = [
     "CLOUD_MARGIN",
     "CLOUD_TAIL",
     "FUSED_CLOUD_MARGIN",
+    "HELD_OUT_LEVELS",
     "SPACING_FACTOR",
     "DefectRegion",
     "PointSpacingWarning",
@@ -190,12 +191,30 @@ def threshold_from_percentiles(q01, q50, margin, min_anomaly=None):
     For another ``margin`` on a fitted estimator: ``threshold_from_percentiles(
     *estimator.held_out_quantiles_, margin)``.
 
+    Parameters
+    ----------
+    q01, q50 : float
+        1st percentile and median of the held-out good clouds' point scores (``q01 <= q50``).
+    margin : float
+        Distance below the median, in units of ``q50 - q01``; at least 0.
+    min_anomaly : float or None, default=None
+        If given, the threshold is at most ``-min_anomaly``.
+
+    Returns
+    -------
+    threshold : float
+
     Examples
     --------
     >>> from skst3d.defects import threshold_from_percentiles
     >>> threshold_from_percentiles(-99.0, -50.0, 1.5)
     -123.5
     """
+    q01, q50 = _real(q01, "q01"), _real(q50, "q50")
+    if q01 > q50:
+        raise ValueError(f"q01 ({q01!r}) must not exceed q50 ({q50!r}): the 1st percentile comes first")
+    if not isinstance(margin, numbers.Real) or not np.isfinite(margin) or margin < 0:
+        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
     threshold = float(q50 - margin * (q50 - q01))
     if min_anomaly is not None:
         threshold = min(threshold, -_real(min_anomaly, "min_anomaly"))
@@ -314,8 +333,10 @@ def find_defects(points, anomaly, threshold, *, min_points=5, merge_distance=3.0
         Neighbours of a point, in the whole cloud, that it is linked with when both are
         flagged.
     min_peak : float or None, default=None
-        If given, regions whose ``peak_score`` is not above it are dropped (the estimators'
-        ``find_defects`` pass their cloud threshold, so a cloud called good has no region).
+        If given, regions whose ``peak_score`` is not above it are dropped. The estimators'
+        ``find_defects`` pass their cloud threshold, and skip the clouds they call good (whose
+        highest point may still exceed it: the cloud score is a mean over the most anomalous
+        points); called directly, skip those clouds yourself to get the same regions.
 
     Returns
     -------

@@ -119,9 +119,12 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
         geometry look normal. Validation clouds are never rotated.
     fusion : None, "fpfh" or estimator, default="fpfh"
         A classical detector whose point anomalies are fused with 3D-ST's (beyond the paper):
-        ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` (with ``n_points`` if set;
-        if the training scans have more than 16,384 points, on a random share of every scan that
-        leaves 16,384 of the largest one, scores carried back to every point); any
+        ``"fpfh"`` is :class:`~skst3d.baseline.FPFHMemoryBankDetector` on a random subset of
+        ``n_points`` points of every scan if set; otherwise, if the training scans have more than
+        16,384 points, on a random share of every scan that leaves 16,384 of the largest one (a
+        scored scan of the training density keeps the density of the bank; a scan larger than
+        the training scans gets more points, not a thinner sample); scores are carried back to
+        every point. Any
         other unfitted detector with ``fit`` and ``score_samples`` (higher = more normal) is
         cloned. It is fitted on the same training clouds (registered, if ``registration``) as
         the students; each method's anomalies are divided by how far they reach on held-out

@@ -319,3 +319,19 @@ def test_centroid_orientation_points_normals_outwards_on_a_closed_surface():
         caps[view] = np.abs(features[bottom].mean(0) - features[top].mean(0)).max()
     assert caps["centroid"] < 0.2 < 0.8 < caps[(0.0, 0.0, 1.0)]
     FPFHMemoryBankDetector(view_direction="centroid").fit([points, points[::-1]])
+
+
+def test_sampling_keeps_enough_points_for_the_neighbourhoods_and_old_pickles_score():
+    from skst3d.baseline import FPFHMemoryBankDetector
+
+    rng = np.random.default_rng(8)
+    clouds = [np.c_[rng.uniform(size=(200, 2)), rng.normal(scale=0.01, size=200)] for _ in range(2)]
+    det = FPFHMemoryBankDetector(k_normals=8, k_features=8, n_points=0.5, sampling="random").fit(clouds)
+    small = clouds[0][:40]  # half of it, 20 points, would do; 0.5 of 16 would not (9 needed)
+    assert det.score_samples([small[:16]])[0].shape == (16,)
+    assert det.score_samples([small])[0].shape == (40,)
+    # a detector pickled before `sampling` existed: farthest point sampling, as it was fitted
+    old = pickle.loads(pickle.dumps(det))
+    del old.__dict__["sampling"]
+    revived = pickle.loads(pickle.dumps(old))
+    assert revived.sampling == "farthest" and revived.score_samples([small])[0].shape == (40,)

@@ -9,6 +9,8 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from skst3d import StudentTeacherDetector
+from sklearn.exceptions import NotFittedError
+
 from skst3d.defects import (
     CLOUD_MARGIN,
     CLOUD_TAIL,
@@ -20,6 +22,7 @@ from skst3d.defects import (
     cloud_threshold,
     find_defects,
     point_spacing,
+    threshold_from_percentiles,
 )
 
 FAR = np.array([5e5, 5.4e6, 0.0])  # millimetres far from the origin, as survey-referenced scans are
@@ -210,6 +213,7 @@ def detector():
 
 def test_calibrate_returns_the_point_and_the_cloud_threshold(detector):
     held = [0.3 * np.random.default_rng(s).normal(size=200) for s in range(2)]
+    detector = copy.deepcopy(detector)  # _calibrate sets held_out_*_: keep the module's fixture as fitted
     offset, cloud_offset = detector._calibrate(held)
     assert offset == np.quantile(np.concatenate(held), detector.contamination)
     q01, q50 = np.quantile(np.concatenate(held), [0.01, 0.5])
@@ -271,3 +275,35 @@ def test_predict_clouds_refuses_a_model_without_cloud_threshold(detector):
     del old.cloud_offset_
     with pytest.raises(NotFittedError, match="cloud_offset_"):
         old.predict_clouds(wavy(1))
+
+
+def test_a_cloud_called_good_has_no_region_even_with_a_point_above_the_cloud_threshold(detector):
+    # five neighbouring points spike just above the cloud threshold: the highest point exceeds
+    # it, the mean of the 3 % most anomalous (9 of 300 points) does not, so the cloud is good
+    cloud = wavy(1, seed=11)[0]
+    c = detector.cloud_offset_
+    assert c < 0
+    spike = np.argsort(np.linalg.norm(cloud - cloud[0], axis=1))[:5]
+    scores = np.zeros(len(cloud))
+    scores[spike] = c + 0.4 * c  # anomaly 1.4 * |c|: 5 * 1.4 / 9 < 1
+    assert scores.min() < c and cloud_scores([scores])[0] >= c
+    low = -0.5 * c  # flag only the spike: anomaly above 0.5 * |c|
+    assert detector._regions([cloud], [scores], low, 5, 3.0, "cloud") == [[]]
+    assert len(detector._regions([cloud], [scores], low, 5, 3.0, None)[0]) == 1
+    scores[spike] = 3 * c  # anomaly 3 * |c|: 5 * 3 / 9 > 1, the cloud is defective
+    (found,) = detector._regions([cloud], [scores], low, 5, 3.0, "cloud")
+    assert [r.indices.tolist() for r in found] == [sorted(spike.tolist())]
+
+
+def test_threshold_from_percentiles_checks_its_arguments_and_old_thresholds_are_refused(detector):
+    assert threshold_from_percentiles(-3.0, -1.0, 2.0) == -5.0
+    assert threshold_from_percentiles(-3.0, -1.0, 2.0, min_anomaly=10.0) == -10.0
+    for args, match in [((np.nan, -1.0, 1.0), "q01"), ((-3.0, "x", 1.0), "q50"), ((-1.0, -3.0, 1.0), "must not exceed"),
+                        ((-3.0, -1.0, -1.0), "margin"), ((-3.0, -1.0, np.inf), "margin")]:
+        with pytest.raises(ValueError, match=match):
+            threshold_from_percentiles(*args)
+    assert detector.cloud_offset_ == pytest.approx(threshold_from_percentiles(*detector.held_out_quantiles_, CLOUD_MARGIN))
+    old = copy.deepcopy(detector)
+    del old.held_out_quantiles_  # fitted before the current cloud score
+    with pytest.raises(NotFittedError, match="another cloud score"):
+        old.predict_clouds(wavy(1, seed=3))
