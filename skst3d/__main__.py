@@ -231,10 +231,11 @@ class _DemoPictures:
         point_threshold, cloud_threshold = -final.offset_, -final.cloud_offset_
         picked = _pick_pictures(labels, self.n_pictures)
         predicted, titles = [], []
+        flag_threshold = region_threshold(point_threshold, cloud_threshold)
         for i in picked:
             verdict = "defective" if -cloud_scores([-anomaly[i]])[0] > cloud_threshold else "good"
             regions = [] if verdict == "good" else find_defects(
-                clouds[i], anomaly[i], region_threshold(point_threshold, cloud_threshold), min_peak=cloud_threshold)
+                clouds[i], anomaly[i], flag_threshold, min_peak=cloud_threshold)
             mask = np.zeros(len(clouds[i]), dtype=np.int64)
             for number, region in enumerate(regions, 1):
                 mask[region.indices] = number
@@ -243,7 +244,7 @@ class _DemoPictures:
             titles.append(f"{part} test #{i}: {', '.join(kinds) if kinds else 'good'}; verdict: {verdict}")
         path = os.path.join(self.output, f"scores_{part}.png")
         plot_cloud_pairs([clouds[i] for i in picked], [anomaly[i] for i in picked], [labels[i] for i in picked],
-                         titles, path, threshold=cloud_threshold, predicted=predicted)
+                         titles, path, threshold=flag_threshold, predicted=predicted)  # the points flagged
         self.written.append(path)
 
 
