@@ -248,14 +248,17 @@ def receptive_union(knn_indices: torch.Tensor, rows: torch.Tensor, n_hops: int) 
     return torch.nonzero(reached)[:, 0]
 
 
-def sample_rows(cloud: np.ndarray, n_points, seed, method="farthest") -> np.ndarray | None:
+def sample_rows(cloud: np.ndarray, n_points, seed, method="farthest", at_least=2) -> np.ndarray | None:
     """Rows kept by farthest point sampling (or ``method="random"``: a uniform random subset,
-    in increasing order) down to ``n_points`` (None: keep every row).
+    in increasing order) down to ``n_points`` (None: keep every row), but never fewer than
+    ``at_least``.
 
     An int is a number of points; a float in (0, 1) a fraction of the cloud's points.
     """
     if isinstance(n_points, float) and n_points < 1:
-        n_points = max(2, int(round(n_points * cloud.shape[0])))
+        n_points = int(round(n_points * cloud.shape[0]))
+    if n_points is not None:
+        n_points = max(n_points, at_least)
     if n_points is None or cloud.shape[0] <= n_points:
         return None
     if method == "random":

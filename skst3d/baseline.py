@@ -9,7 +9,7 @@ yardstick that 3D-ST must beat. numpy and scipy only.
 
 from __future__ import annotations
 
-import os
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
@@ -144,17 +144,10 @@ def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, 
         counts = np.bincount(np.concatenate([c.ravel() for c in cells]), minlength=m * 3 * n_bins)
         spfh[rows] = counts.reshape(m, 3 * n_bins) / k_features
 
-    starts = range(0, n, _FPFH_BLOCK)
-    if workers == 1 or n <= _FPFH_BLOCK:
+    # numpy releases the GIL in these array operations: blocks run side by side on the workers
+    with ThreadPoolExecutor(max(1, workers)) as pool:
         for step in (block_normals, histograms):  # histograms need every neighbour's normal
-            for start in starts:
-                step(start)
-    else:  # numpy releases the GIL in these array operations: blocks run side by side
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(os.cpu_count() if workers == -1 else workers) as pool:
-            for step in (block_normals, histograms):
-                list(pool.map(step, starts))
+            list(pool.map(step, range(0, n, _FPFH_BLOCK)))
     weights = 1.0 / np.maximum(dist, 1e-12)
     weights /= weights.sum(axis=1, keepdims=True)
     # the weighted neighbour mean as a sparse (n, n) product: no (n, k, 3 * n_bins) gather
@@ -262,11 +255,9 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         from ._graph import sample_rows
         from ._training import resolve_n_jobs
 
-        n_points = self.n_points
-        if n_points is not None:  # never fewer points than the neighbourhoods need
-            count = n_points if isinstance(n_points, Integral) else max(2, int(round(n_points * len(cloud))))
-            n_points = max(count, max(self.k_normals, self.k_features) + 1)
-        sample = sample_rows(cloud, n_points, seed=0, method=self.sampling)
+        # never fewer points than the neighbourhoods need
+        at_least = max(self.k_normals, self.k_features) + 1
+        sample = sample_rows(cloud, self.n_points, seed=0, method=self.sampling, at_least=at_least)
         kept = cloud if sample is None else cloud[sample]
         features, neighbours = _fpfh_and_neighbours(
             kept, self.k_normals, self.k_features, self.n_bins, self.view_direction, resolve_n_jobs(self.n_jobs)

@@ -169,8 +169,6 @@ def cloud_threshold(held_out_scores, margin=CLOUD_MARGIN, min_anomaly=None):
     -200.0
     """
     held_out = [_scores_1d(s, f"held_out_scores[{i}]") for i, s in enumerate(_score_list(held_out_scores, "held_out_scores"))]
-    if not isinstance(margin, numbers.Real) or not np.isfinite(margin) or margin < 0:
-        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
     for i, scores in enumerate(held_out):
         if scores.size == 0:
             raise ValueError(f"held_out_scores[{i}] is empty: a cloud without points has no score")
