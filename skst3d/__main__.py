@@ -221,31 +221,45 @@ class _DemoPictures:
     def __call__(self, part, model, clouds, anomaly, labels, indices):
         if not self.enabled:
             return
-        import numpy as np
-
-        from skst3d.defects import cloud_scores, find_defects, region_threshold
         from skst3d.evaluation import final_estimator
         from skst3d.plotting import plot_cloud_pairs
 
         final = final_estimator(model)
-        point_threshold, cloud_threshold = -final.offset_, -final.cloud_offset_
         picked = _pick_pictures(labels, self.n_pictures)
         predicted, titles = [], []
-        flag_threshold = region_threshold(point_threshold, cloud_threshold)
         for i in picked:
-            verdict = "defective" if -cloud_scores([-anomaly[i]])[0] > cloud_threshold else "good"
-            regions = [] if verdict == "good" else find_defects(
-                clouds[i], anomaly[i], flag_threshold, min_peak=cloud_threshold)
-            mask = np.zeros(len(clouds[i]), dtype=np.int64)
-            for number, region in enumerate(regions, 1):
-                mask[region.indices] = number
-            predicted.append(mask)
+            judged = _judge(final, clouds[i], anomaly[i])
+            verdict, flag_threshold = judged["verdict"], judged["flag_threshold"]
+            predicted.append(judged["region_ids"])
             kinds = self.defect_kinds[indices[i]]
             titles.append(f"{part} test #{i}: {', '.join(kinds) if kinds else 'good'}; verdict: {verdict}")
         path = os.path.join(self.output, f"scores_{part}.png")
         plot_cloud_pairs([clouds[i] for i in picked], [anomaly[i] for i in picked], [labels[i] for i in picked],
                          titles, path, threshold=flag_threshold, predicted=predicted)  # the points flagged
         self.written.append(path)
+
+
+def _judge(final, points, anomaly):
+    """Verdict and defect regions of one scan from its point anomalies, as ``skst3d score`` reports them.
+
+    A dict: ``score`` (the cloud anomaly), ``verdict``, ``regions`` (none on a scan called good,
+    as the estimators' ``find_defects``), ``region_ids`` (per point, 1..n, 0 outside) and
+    ``flag_threshold`` (the anomaly above which points form regions).
+    """
+    import numpy as np
+
+    from skst3d.defects import cloud_scores, find_defects, region_threshold
+
+    point_threshold, cloud_threshold = -final.offset_, -final.cloud_offset_
+    score = float(-cloud_scores([-anomaly])[0])
+    verdict = "defective" if score > cloud_threshold else "good"
+    flag_threshold = region_threshold(point_threshold, cloud_threshold)
+    regions = [] if verdict == "good" else find_defects(points, anomaly, flag_threshold, min_peak=cloud_threshold)
+    region_ids = np.zeros(len(points), dtype=np.int64)
+    for number, region in enumerate(regions, 1):
+        region_ids[region.indices] = number
+    return {"score": score, "verdict": verdict, "regions": regions, "region_ids": region_ids,
+            "flag_threshold": flag_threshold}
 
 
 def run_demo(output=DEFAULT_OUTPUT, quick=False, device="auto", verbose=0, random_state=0, n_epochs=None,
@@ -452,16 +466,10 @@ def _score_file(model, path, stem, output, pictures):
     """Score one scan and write its PLY and picture; a dict with ``scan`` or ``error``, and ``warnings``."""
     import numpy as np
 
-    from skst3d.defects import (
-        check_point_spacing,
-        cloud_scores,
-        find_defects,
-        region_threshold,
-    )
+    from skst3d.defects import check_point_spacing
     from skst3d.io import read_point_cloud, write_point_cloud
 
     final = _final(model)
-    point_threshold, cloud_threshold = -final.offset_, -final.cloud_offset_
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -474,14 +482,9 @@ def _score_file(model, path, stem, output, pictures):
             return {"error": _named(path, exc), "warnings": [str(w.message) for w in caught]}
     messages = [str(w.message) for w in caught]
     anomaly = -np.asarray(scores, dtype=np.float64)
-    score = float(-cloud_scores([scores])[0])
-    verdict = "defective" if score > cloud_threshold else "good"
-    flag_threshold = region_threshold(point_threshold, cloud_threshold)
-    # regions of defective scans only: a scan called good has none (as the estimators' find_defects)
-    regions = [] if verdict == "good" else find_defects(points, anomaly, flag_threshold, min_peak=cloud_threshold)
-    region_ids = np.zeros(len(points), dtype=np.int64)
-    for number, region in enumerate(regions, 1):
-        region_ids[region.indices] = number
+    judged = _judge(final, points, anomaly)
+    score, verdict, regions, region_ids = judged["score"], judged["verdict"], judged["regions"], judged["region_ids"]
+    flag_threshold, cloud_threshold = judged["flag_threshold"], -final.cloud_offset_
     write_point_cloud(os.path.join(output, f"{stem}.ply"), points, anomaly=anomaly, defect=region_ids)
     if pictures:
         try:

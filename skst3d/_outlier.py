@@ -44,7 +44,8 @@ class PointOutlierMixin(OutlierMixin):
         offset = float(np.quantile(pooled, self.contamination))
         fused = getattr(self, "fusion", None) is not None
         margin = defects.FUSED_CLOUD_MARGIN if fused else defects.CLOUD_MARGIN
-        return offset, defects.cloud_threshold(held_out_scores, margin=margin)
+        # defects.cloud_threshold of the held-out scores, from the quantiles just taken
+        return offset, defects.threshold_from_percentiles(*self.held_out_quantiles_, margin)
 
     def _checked_scores(self, X):
         """``score_samples(X)``, then a warning about clouds of another point spacing."""
