@@ -29,22 +29,29 @@ def _csr(crow, cols, values, n: int) -> torch.Tensor:
         return torch.sparse_csr_tensor(crow, cols, values, (n, n))
 
 
-def _mean_matrices(knn_indices: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row-normalised kNN adjacency A and its transpose as CSR, without a COO round trip.
+def _mean_matrix(knn_indices: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Row-normalised kNN adjacency A as CSR, without a COO round trip.
 
     Row i of A holds exactly k entries (the neighbours), so A's row pointers are 0, k, 2k, ...
-    and its columns are the kNN indices as they are. Aᵀ comes from a stable sort of the
-    column indices. (A COO tensor with ``coalesce()`` sorted all n k entries twice: 6x slower.)
+    and its columns are the kNN indices as they are.
     """
     n, k = knn_indices.shape
     device = knn_indices.device
-    cols = knn_indices.reshape(-1)
     values = torch.full((n * k,), 1.0 / k, dtype=dtype, device=device)
-    rows_pointer = torch.arange(0, n * k + 1, k, device=device)
+    return _csr(torch.arange(0, n * k + 1, k, device=device), knn_indices.reshape(-1), values, n)
+
+
+def _mean_matrix_t(knn_indices: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Aᵀ as CSR, from a stable sort of A's column indices (a COO tensor with ``coalesce()``
+    sorted all n k entries twice: 6x slower). Only backward passes need it."""
+    n, k = knn_indices.shape
+    device = knn_indices.device
+    cols = knn_indices.reshape(-1)
     order = torch.argsort(cols, stable=True)
     cols_pointer = torch.zeros(n + 1, dtype=torch.int64, device=device)
     cols_pointer[1:] = torch.bincount(cols, minlength=n).cumsum(0)
-    return _csr(rows_pointer, cols, values, n), _csr(cols_pointer, order // k, values, n)
+    values = torch.full((n * k,), 1.0 / k, dtype=dtype, device=device)
+    return _csr(cols_pointer, order // k, values, n)
 
 
 @dataclass
@@ -55,18 +62,19 @@ class NeighborGraph:
     ----------
     edge_features : Tensor of shape (n, k, 4)
         ``(p - p_j, ‖p - p_j‖)`` for each point and each of its k neighbours.
-    mean_matrix, mean_matrix_t : sparse CSR tensors of shape (n, n)
-        Row-normalised adjacency ``A`` (``A @ f`` = mean of neighbour features) and its transpose.
-    points, knn_indices : Tensor of shape (n, 3) and (n, k) or None
-        The cloud and its neighbours (references, not copies); only the absolute-coordinates
-        ablation reads them (:meth:`geometric_inputs`).
+    mean_matrix : sparse CSR tensor of shape (n, n)
+        Row-normalised adjacency ``A`` (``A @ f`` = mean of neighbour features).
+    knn_indices : Tensor of shape (n, k)
+        The neighbours (a reference, not a copy): they define ``A`` and its transpose.
+    points : Tensor of shape (n, 3) or None
+        The cloud; only the absolute-coordinates ablation reads it (:meth:`geometric_inputs`).
     """
 
     edge_features: torch.Tensor
     mean_matrix: torch.Tensor
-    mean_matrix_t: torch.Tensor
+    knn_indices: torch.Tensor
     points: torch.Tensor | None = None
-    knn_indices: torch.Tensor | None = None
+    _mean_matrix_t: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def n_points(self) -> int:
@@ -75,6 +83,13 @@ class NeighborGraph:
     @property
     def k(self) -> int:
         return self.edge_features.shape[1]
+
+    @property
+    def mean_matrix_t(self) -> torch.Tensor:
+        """Aᵀ, built on first use: only backward passes need it (a third of inference's graph time)."""
+        if self._mean_matrix_t is None:
+            self._mean_matrix_t = _mean_matrix_t(self.knn_indices, self.mean_matrix.dtype)
+        return self._mean_matrix_t
 
     @classmethod
     def from_knn(cls, points: torch.Tensor, knn_indices: torch.Tensor) -> "NeighborGraph":
@@ -94,8 +109,7 @@ class NeighborGraph:
         knn_indices = knn_indices.to(device=points.device, dtype=torch.int64)
         offsets = points[:, None, :] - points[knn_indices]
         edge_features = torch.cat([offsets, offsets.norm(dim=-1, keepdim=True)], dim=-1)
-        mean_matrix, mean_matrix_t = _mean_matrices(knn_indices, points.dtype)
-        return cls(edge_features.contiguous(), mean_matrix, mean_matrix_t, points, knn_indices)
+        return cls(edge_features.contiguous(), _mean_matrix(knn_indices, points.dtype), knn_indices, points)
 
     def geometric_inputs(self, absolute_coordinates: bool = False) -> torch.Tensor:
         """Inputs of the LFA's geometric MLP, (n, k, 4): ``G(p, p_j)`` of equation (1).
@@ -121,11 +135,11 @@ class NeighborGraph:
         offsets = self.edge_features[..., :3] @ rotation.T
         edge_features = torch.cat([offsets, self.edge_features[..., 3:]], dim=-1)
         points = None if self.points is None else self.points @ rotation.T
-        return NeighborGraph(edge_features, self.mean_matrix, self.mean_matrix_t, points, self.knn_indices)
+        return NeighborGraph(edge_features, self.mean_matrix, self.knn_indices, points, self._mean_matrix_t)
 
     def neighbor_mean(self, features: torch.Tensor) -> torch.Tensor:
         """Mean of the k neighbours' features, differentiable (``A @ f``)."""
-        return _NeighborMean.apply(features, self.mean_matrix, self.mean_matrix_t)
+        return _NeighborMean.apply(features, self)
 
 
 def induced_subgraph(knn_indices: torch.Tensor, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,13 +172,13 @@ class _NeighborMean(torch.autograd.Function):
     # Sparse products in both directions: autograd through CSR matmul is slower and, in some
     # torch versions, unsupported for the dense operand on CPU.
     @staticmethod
-    def forward(ctx, features, mean_matrix, mean_matrix_t):
-        ctx.mean_matrix_t = mean_matrix_t
-        return mean_matrix @ features
+    def forward(ctx, features, graph):
+        ctx.graph = graph
+        return graph.mean_matrix @ features
 
     @staticmethod
     def backward(ctx, grad_output):
-        return ctx.mean_matrix_t @ grad_output.contiguous(), None, None
+        return ctx.graph.mean_matrix_t @ grad_output.contiguous(), None
 
 
 # Above this many bytes of graphs in memory, graphs are rebuilt when used instead of kept.

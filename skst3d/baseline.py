@@ -144,16 +144,23 @@ def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, 
         counts = np.bincount(np.concatenate([c.ravel() for c in cells]), minlength=m * 3 * n_bins)
         spfh[rows] = counts.reshape(m, 3 * n_bins) / k_features
 
-    # numpy releases the GIL in these array operations: blocks run side by side on the workers
+    fpfh = np.empty((n, 3 * n_bins), dtype=np.float32)
+
+    def add_neighbour_mean(start):
+        rows = slice(start, start + _FPFH_BLOCK)
+        m = len(idx[rows])
+        weights = 1.0 / np.maximum(dist[rows], 1e-12)
+        weights /= weights.sum(axis=1, keepdims=True)
+        # the weighted neighbour mean as a sparse (m, n) product: no (m, k, 3 * n_bins) gather
+        mean = csr_matrix((weights.ravel(), idx[rows].ravel(), np.arange(0, m * k_features + 1, k_features)),
+                          shape=(m, n)) @ spfh
+        fpfh[rows] = spfh[rows] + mean
+
+    # numpy and scipy's sparse products release the GIL: blocks run side by side on the workers
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for step in (block_normals, histograms):  # histograms need every neighbour's normal
+        # each step needs the previous one's result at every neighbour
+        for step in (block_normals, histograms, add_neighbour_mean):
             list(pool.map(step, range(0, n, _FPFH_BLOCK)))
-    weights = 1.0 / np.maximum(dist, 1e-12)
-    weights /= weights.sum(axis=1, keepdims=True)
-    # the weighted neighbour mean as a sparse (n, n) product: no (n, k, 3 * n_bins) gather
-    neighbour_mean = csr_matrix((weights.ravel(), idx.ravel(), np.arange(0, n * k_features + 1, k_features)),
-                                shape=(n, n)) @ spfh
-    fpfh = (spfh + neighbour_mean).astype(np.float32)
     return fpfh, idx
 
 
