@@ -117,20 +117,28 @@ _FPFH_BLOCK = 1 << 13
 _ANGLE_RANGES = ((-1.0, 1.0), (-1.0, 1.0), (-np.pi, np.pi))
 
 
-def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, workers=1):
-    """:func:`fpfh_features` and the (n, k_features) kNN indices it used (self excluded)."""
+def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, workers=1, neighbours=None):
+    """:func:`fpfh_features` and the (n, k_features) kNN indices it used (self excluded).
+
+    ``neighbours``: the cloud's kNN indices (n, >= max(k_normals, k_features)), self excluded,
+    nearest first, when the caller has them already (the fused detector's 3D-ST graph).
+    """
     points = np.asarray(points, dtype=np.float64)
     view = view_direction if isinstance(view_direction, str) else np.asarray(view_direction, dtype=np.float64)
-    # One query serves both neighbourhoods: the k_normals nearest are the first of the list.
-    dist, nearest = cKDTree(points).query(points, max(k_normals, k_features) + 1, workers=workers)
+    if neighbours is None:
+        # One query serves both neighbourhoods: the k_normals nearest are the first of the list.
+        dist, nearest = cKDTree(points).query(points, max(k_normals, k_features) + 1, workers=workers)
+        dist, nearest = dist[:, 1:], nearest[:, 1:]
+    else:
+        dist, nearest = None, np.asarray(neighbours)
     n = points.shape[0]
     normals = np.empty((n, 3))
 
     def block_normals(start):
         rows = slice(start, start + _FPFH_BLOCK)
-        normals[rows] = _normals(points[rows], nearest[rows, 1:k_normals + 1], view, points)
+        normals[rows] = _normals(points[rows], nearest[rows, :k_normals], view, points)
 
-    dist, idx = dist[:, 1:k_features + 1], nearest[:, 1:k_features + 1]
+    idx = nearest[:, :k_features]
     spfh = np.empty((n, 3 * n_bins))
 
     def histograms(start):
@@ -149,7 +157,11 @@ def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, 
     def add_neighbour_mean(start):
         rows = slice(start, start + _FPFH_BLOCK)
         m = len(idx[rows])
-        weights = 1.0 / np.maximum(dist[rows], 1e-12)
+        if dist is None:
+            distance = np.linalg.norm(points[rows, None, :] - points[idx[rows]], axis=-1)
+        else:
+            distance = dist[rows, :k_features]
+        weights = 1.0 / np.maximum(distance, 1e-12)
         weights /= weights.sum(axis=1, keepdims=True)
         # the weighted neighbour mean as a sparse (m, n) product: no (m, k, 3 * n_bins) gather
         mean = csr_matrix((weights.ravel(), idx[rows].ravel(), np.arange(0, m * k_features + 1, k_features)),
@@ -257,8 +269,12 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _features(self, cloud):
-        """FPFH of every (sampled) point, each one's k_features neighbours, the sampled rows."""
+    def _features(self, cloud, neighbours=None):
+        """FPFH of every (sampled) point, each one's k_features neighbours, the sampled rows.
+
+        ``neighbours``: the whole cloud's kNN indices when the caller has them (used when no
+        point is sampled away and they are enough for both neighbourhoods).
+        """
         from ._graph import sample_rows
         from ._training import resolve_n_jobs
 
@@ -266,8 +282,11 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
         at_least = max(self.k_normals, self.k_features) + 1
         sample = sample_rows(cloud, self.n_points, seed=0, method=self.sampling, at_least=at_least)
         kept = cloud if sample is None else cloud[sample]
+        if sample is not None or neighbours is None or neighbours.shape[1] < at_least - 1:
+            neighbours = None
         features, neighbours = _fpfh_and_neighbours(
-            kept, self.k_normals, self.k_features, self.n_bins, self.view_direction, resolve_n_jobs(self.n_jobs)
+            kept, self.k_normals, self.k_features, self.n_bins, self.view_direction, resolve_n_jobs(self.n_jobs),
+            neighbours,
         )
         return features, neighbours, sample
 
@@ -297,20 +316,26 @@ class FPFHMemoryBankDetector(PointOutlierMixin, BaseEstimator):
 
     def score_samples(self, X):
         """Minus the distance to the nearest training descriptor (higher = more normal)."""
+        return self._score_samples(X)
+
+    def _score_samples(self, X, neighbours=None):
+        """:meth:`score_samples`, given each cloud's kNN indices (or None) when the caller has them."""
         check_is_fitted(self)
         clouds = check_point_clouds(X, min_points=max(self.k_normals, self.k_features) + 1)
-        if getattr(self, "_tree", None) is None:
-            self._tree = cKDTree(self.memory_bank_)
+        neighbours = [None] * len(clouds) if neighbours is None else neighbours
+        return [-self._anomalies(cloud, given) for cloud, given in zip(clouds, neighbours)]
+
+    def _anomalies(self, cloud, neighbours=None):
+        """Point anomalies of one validated cloud (``neighbours``: see :meth:`_features`)."""
         from ._scoring import carry_to_inputs
         from ._training import resolve_n_jobs
 
-        scores = []
-        for cloud in clouds:
-            feature, neighbours, sample = self._features(cloud)
-            nearest = self._tree.query(feature, 1, workers=resolve_n_jobs(self.n_jobs))[0]
-            anomaly = smooth_over_neighbors(nearest, neighbours, self.smoothing)
-            scores.append(-carry_to_inputs(anomaly, sample, cloud))
-        return scores
+        if getattr(self, "_tree", None) is None:
+            self._tree = cKDTree(self.memory_bank_)
+        feature, neighbours, sample = self._features(cloud, neighbours)
+        nearest = self._tree.query(feature, 1, workers=resolve_n_jobs(self.n_jobs))[0]
+        anomaly = smooth_over_neighbors(nearest, neighbours, self.smoothing)
+        return carry_to_inputs(anomaly, sample, cloud)
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -517,10 +517,17 @@ class StudentTeacherDetector(TorchStateMixin, PointOutlierMixin, BaseEstimator):
     def _member_anomalies(self, model, reference, companion, prepared, clouds):
         """Point anomalies of 3D-ST and, with ``fusion``, of the companion: one list per method."""
         members = [self._anomalies(model, reference, prepared, clouds)]
-        if companion is not None:
-            if isinstance(self.fusion, str):  # the built-in companion uses the detector's n_jobs
-                companion.set_params(n_jobs=self.n_jobs)
-            members.append([-np.asarray(s, dtype=np.float64) for s in companion.score_samples(clouds)])
+        if companion is None:
+            return members
+        if isinstance(self.fusion, str):
+            # The built-in FPFH companion uses the detector's n_jobs, and the kNN graph of the
+            # clouds 3D-ST kept whole instead of querying the same neighbours again.
+            companion.set_params(n_jobs=self.n_jobs)
+            neighbours = [None if c.sample is not None else c.knn_indices.cpu().numpy() for c in prepared]
+            scores = companion._score_samples(clouds, neighbours)
+        else:
+            scores = companion.score_samples(clouds)
+        members.append([-np.asarray(s, dtype=np.float64) for s in scores])
         return members
 
     def score_samples(self, X):

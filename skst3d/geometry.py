@@ -280,7 +280,10 @@ def knn_graph(points, k, backend="auto"):
     _check_finite(points, "points")
     with torch.no_grad():
         dist, idx = _knn_with_self(points.detach(), k + 1, backend)
-        own = idx == torch.arange(n, device=idx.device)[:, None]
+        arange = torch.arange(n, device=idx.device)
+        if bool((idx[:, 0] == arange).all()):  # the usual case: views, no masks or copies of n (k + 1)
+            return idx[:, 1:], dist[:, 1:]
+        own = idx == arange[:, None]
         drop = own.clone()
         # Rows without their own index (more than k duplicates): drop the farthest instead.
         drop[:, -1] |= ~own.any(dim=1)

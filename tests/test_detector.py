@@ -337,14 +337,31 @@ def test_fusion_companion_keeps_the_training_density_and_follows_n_jobs(monkeypa
     assert det.fusion_.n_jobs == 2
 
 
-def test_fusion_averages_the_standardised_anomalies_of_both_methods():
+@pytest.mark.parametrize("k", [6, 32])
+def test_fusion_averages_the_standardised_anomalies_of_both_methods(k, monkeypatch):
     # With fusion, a point's anomaly is the mean over 3D-ST and the FPFH memory bank of
     # (anomaly - median) / (99th percentile - median), the statistics taken on held-out clouds.
+    # With k >= the companion's 32 FPFH neighbours, the companion reuses 3D-ST's kNN graph
+    # instead of its own k-d tree query: the scores must be those of the companion alone.
     from skst3d.baseline import FPFHMemoryBankDetector
+    from skst3d.geometry import knn_graph
 
     train, test = wavy_clouds(6), wavy_clouds(2, seed=9, bump=True)
-    det = StudentTeacherDetector("random", **dict(SMALL, fusion="fpfh"), validation_fraction=0.34, random_state=0).fit(train)
+    det = StudentTeacherDetector("random", **dict(SMALL, k=k, fusion="fpfh"), validation_fraction=0.34,
+                                 random_state=0).fit(train)
     assert isinstance(det.fusion_, FPFHMemoryBankDetector)
+    import skst3d.baseline as baseline_module
+
+    given = []
+    fpfh = baseline_module._fpfh_and_neighbours
+    monkeypatch.setattr(baseline_module, "_fpfh_and_neighbours",
+                        lambda *args: given.append(args[-1]) or fpfh(*args))
+    det.score_samples(test[:1])
+    if k < 32:
+        assert given == [None]
+    else:
+        np.testing.assert_array_equal(given[0], knn_graph(torch.as_tensor(test[0]), k)[0].numpy())
+    monkeypatch.undo()
     st_only = copy.deepcopy(det)
     st_only.fusion_ = st_only.fusion_scales_ = None
     st = [-s for s in st_only.score_samples(test)]
@@ -352,7 +369,8 @@ def test_fusion_averages_the_standardised_anomalies_of_both_methods():
     medians, scales = det.fusion_scales_.medians, det.fusion_scales_.scales
     for got, a, b in zip(det.score_samples(test), st, fp):
         want = ((a - medians[0]) / scales[0] + (b - medians[1]) / scales[1]) / 2
-        np.testing.assert_allclose(-got, want, rtol=1e-10)
+        # shared neighbours: the same sets, so only the float order of the FPFH sums can differ
+        np.testing.assert_allclose(-got, want, rtol=1e-10 if k < 32 else 1e-6)
     assert scales.min() > 0 and det.offset_ < 0
     with pytest.raises(ValueError, match="fusion"):
         det.set_params(fusion=None).score_samples(test)
