@@ -107,9 +107,12 @@ class NeighborGraph:
         if points.dtype not in (torch.float32, torch.float64):
             points = points.to(torch.float32)
         knn_indices = knn_indices.to(device=points.device, dtype=torch.int64)
-        offsets = points[:, None, :] - points[knn_indices]
-        edge_features = torch.cat([offsets, offsets.norm(dim=-1, keepdim=True)], dim=-1)
-        return cls(edge_features.contiguous(), _mean_matrix(knn_indices, points.dtype), knn_indices, points)
+        # written in place: a concatenation would copy all n k 4 values once more
+        edge_features = points.new_empty((*knn_indices.shape, 4))
+        offsets = edge_features[..., :3]
+        torch.sub(points[:, None, :], points[knn_indices], out=offsets)
+        torch.linalg.vector_norm(offsets, dim=-1, keepdim=True, out=edge_features[..., 3:])
+        return cls(edge_features, _mean_matrix(knn_indices, points.dtype), knn_indices, points)
 
     def geometric_inputs(self, absolute_coordinates: bool = False) -> torch.Tensor:
         """Inputs of the LFA's geometric MLP, (n, k, 4): ``G(p, p_j)`` of equation (1).

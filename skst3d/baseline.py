@@ -31,7 +31,7 @@ def _normals(points, neighbours, view_direction, cloud=None):
     cloud = points if cloud is None else cloud
     patch = np.concatenate([points[:, None, :], cloud[neighbours]], axis=1)
     centred = patch - patch.mean(axis=1, keepdims=True)
-    cov = np.einsum("nki,nkj->nij", centred, centred)
+    cov = centred.transpose(0, 2, 1) @ centred  # a batched matrix product: 4x faster than einsum
     _, vectors = np.linalg.eigh(cov)
     normals = vectors[:, :, 0]  # eigenvector of the smallest eigenvalue
     if isinstance(view_direction, str):  # "centroid": outwards, for parts scanned all around
@@ -50,19 +50,25 @@ _TIE_TOLERANCE = 1e-7
 def _pair_angles(p_s, n_s, p_t, n_t):
     """Darboux-frame angles (alpha, phi, theta) of point pairs, as in PFH/FPFH, from dot products.
 
+    Arguments hold the coordinates along their first axis, shape (3, ...) (broadcast against
+    each other): elementwise products of contiguous coordinate arrays are twice as fast as
+    dot products over a last axis of length 3.
+
     With u the source normal, d the unit source-to-target direction, o the target normal,
     v = u x d / |u x d| and w = u x v (Rusu et al.): alpha = v.o = det(u, d, o) / |u x d|,
     phi = u.d, and, as w.o = ((u.d)(u.o) - d.o) / |u x d|, theta = atan2(w.o, u.o). Four dot
     products per pair instead of two cross products and their norms (3x faster on 16k x 32
     pairs); ``tests/test_baseline.py`` checks them against the frame built explicitly.
     """
-    diff = p_t - p_s
-    direction = diff / np.maximum(np.linalg.norm(diff, axis=-1, keepdims=True), 1e-12)
-    cos_s = np.einsum("...i,...i->...", n_s, direction)
-    cos_t = np.einsum("...i,...i->...", n_t, direction)
-    normals_dot = np.einsum("...i,...i->...", n_s, n_t)
+    dx, dy, dz = (p_t[i] - p_s[i] for i in range(3))
+    inverse_length = 1.0 / np.maximum(np.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
+    dx, dy, dz = dx * inverse_length, dy * inverse_length, dz * inverse_length
+    (ux, uy, uz), (ox, oy, oz) = n_s[:3], n_t[:3]
+    cos_s = ux * dx + uy * dy + uz * dz
+    cos_t = ox * dx + oy * dy + oz * dz
+    normals_dot = ux * ox + uy * oy + uz * oz
     # det(n_s, d, n_t) = det(n_t, -d, n_s): the same for either order of the pair
-    triple = np.einsum("...i,...i->...", np.cross(n_s, direction), n_t)
+    triple = (uy * dz - uz * dy) * ox + (uz * dx - ux * dz) * oy + (ux * dy - uy * dx) * oz
     # The source is the point whose normal makes the smaller angle with the connecting line.
     # Symmetric pairs (on a cylinder, a plane) tie; without a tolerance, rounding noise
     # (1e-10 here from a far-away origin) decides them and flips the sign of phi.
@@ -132,18 +138,20 @@ def _fpfh_and_neighbours(points, k_normals, k_features, n_bins, view_direction, 
     else:
         dist, nearest = None, np.asarray(neighbours)
     n = points.shape[0]
-    normals = np.empty((n, 3))
+    # coordinates first, (3, n), as _pair_angles wants them
+    coords, normal_coords = np.ascontiguousarray(points.T), np.empty((3, n))
 
     def block_normals(start):
         rows = slice(start, start + _FPFH_BLOCK)
-        normals[rows] = _normals(points[rows], nearest[rows, :k_normals], view, points)
+        normal_coords[:, rows] = _normals(points[rows], nearest[rows, :k_normals], view, points).T
 
     idx = nearest[:, :k_features]
     spfh = np.empty((n, 3 * n_bins))
 
     def histograms(start):
         rows = slice(start, start + _FPFH_BLOCK)
-        angles = _pair_angles(points[rows, None, :], normals[rows, None, :], points[idx[rows]], normals[idx[rows]])
+        angles = _pair_angles(coords[:, rows, None], normal_coords[:, rows, None], coords[:, idx[rows]],
+                              normal_coords[:, idx[rows]])
         m = len(angles[0])
         # one bincount over (row, angle, bin) cells counts every pair of the block
         cells = [np.arange(m)[:, None] * (3 * n_bins) + j * n_bins

@@ -53,7 +53,7 @@ def test_pair_angles_equal_the_explicit_darboux_frame(seed):
     direction = _unit(p_t - p_s)
     regular = np.maximum(np.abs((n_s * direction).sum(-1)), np.abs((n_t * direction).sum(-1))) < 0.999
     regular &= np.abs(np.abs(expected[2]) - np.pi) > 1e-9
-    for got, want in zip(_pair_angles(p_s, n_s, p_t, n_t), expected):
+    for got, want in zip(_pair_angles(p_s.T, n_s.T, p_t.T, n_t.T), expected):  # coordinates first
         np.testing.assert_allclose(got[regular], want[regular], atol=1e-9)
 
 
