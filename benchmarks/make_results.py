@@ -11,6 +11,8 @@ The page holds, in this order, the sections of :data:`PAGE`; each is written by 
   centroids;
 * ``scaling``: time and memory against scan size, n, d and k (CPU; GPU rows when a GPU run
   brought them back);
+* ``normalization``: location normalisation by per-point search against the lookup at
+  training points (quality on both splits, score time);
 * ``geometry``: the kNN, Chamfer and sampling kernels;
 * ``gpu``: the last GPU run of ``gpu_check.py`` (when there was one).
 
@@ -40,6 +42,7 @@ PAGE = [
     ("verdicts_3d_st", "bench_verdicts.py", ["--method", "3d-st"]),
     ("workflow", "bench_workflow.py", []),
     ("scaling", "bench_scaling.py", []),
+    ("normalization", "bench_normalization.py", ["--split", "both"]),
     ("geometry", "bench_geometry.py", []),
     ("gpu", "gpu_check.py", None),  # written from a GPU run's output, never rerun here
 ]

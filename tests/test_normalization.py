@@ -14,10 +14,18 @@ from skst3d._scoring import LocalErrorReference, nearest_reference
 from test_detector import SMALL, _by_hand, wavy_clouds
 
 
-def _brute_force_z(keys, errors, queries, query_errors, n_neighbors):
-    """z-score against the n_neighbors nearest keys, by sorting every distance."""
+def _nearest_by_sorting(keys, queries, n_neighbors):
     distances = np.linalg.norm(queries[:, None, :] - keys[None, :, :], axis=-1)
-    nearest = np.argsort(distances, axis=1, kind="stable")[:, :n_neighbors]
+    return np.argsort(distances, axis=1, kind="stable")[:, :n_neighbors]
+
+
+def _brute_force_z(keys, errors, queries, query_errors, n_neighbors):
+    """z-score against the n_neighbors nearest keys, by sorting every distance; for positions
+    (3 dimensions) the n_neighbors keys nearest to the query's nearest key."""
+    if keys.shape[1] <= 3:
+        nearest = _nearest_by_sorting(keys, keys, n_neighbors)[_nearest_by_sorting(keys, queries, 1)[:, 0]]
+    else:
+        nearest = _nearest_by_sorting(keys, queries, n_neighbors)
     local = errors[nearest]
     floor = max(0.05 * errors.std(), 1e-12)  # a single key has no spread
     return (query_errors - local.mean(1)) / np.maximum(local.std(1), floor)
@@ -54,6 +62,7 @@ def test_reference_reuses_its_tree_and_pickles_without_it(rng):
     assert ref._tree is tree  # built once
     restored = pickle.loads(pickle.dumps(ref))
     assert restored._tree is None
+    assert set(restored._statistics) == {12}  # the statistics at the keys travel: computed once
     np.testing.assert_array_equal(restored.normalize(queries, query_errors), first)
     np.testing.assert_allclose(first, _brute_force_z(keys.astype(np.float32), errors, queries.astype(np.float32),
                                                      query_errors, 12), rtol=1e-6)
