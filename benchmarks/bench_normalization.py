@@ -192,7 +192,8 @@ def write_results(seeds):
     body = [
         f"Every case of the protocol, seed {', '.join(map(str, seeds))}, default detector, 1 thread; the rows of a "
         f"case share their student weights. skst3d uses lookup-{_LOOKUP_POINTS}, chosen on dev; test is only "
-        "reported. Score seconds are for the 12 test scans of a case.",
+        "reported. Score seconds are for the 12 test scans of a case, indicative only (dev and test ran side by "
+        "side on the 2 cores); bench_scaling.py times the lookup on large scans.",
         markdown_table(["split", "parts", "cases"] + [f"{m} {rule}" for m in ("AU-PRO@0.3", "cloud AUROC", "verdicts")
                                                      for rule in rules], summary),
         markdown_table(["split", "case", *(f"AU-PRO@0.3 {r}" for r in rules), *(f"score s {r}" for r in rules)],
