@@ -148,11 +148,10 @@ class LocalErrorReference:
 
     def _position_statistics(self, n_neighbors):
         """Local (mean, std) at every training point over its ``n_neighbors`` nearest, cached."""
-        statistics = self.__dict__.setdefault("_statistics", {})
-        if n_neighbors not in statistics:
+        if n_neighbors not in self._statistics:
             near = nearest_reference(self.keys, self.keys, n_neighbors, self._position_tree())
-            statistics[n_neighbors] = self._statistics_of(near)
-        return statistics[n_neighbors]
+            self._statistics[n_neighbors] = self._statistics_of(near)
+        return self._statistics[n_neighbors]
 
 
 def carry_to_inputs(values: np.ndarray, sample, cloud: np.ndarray) -> np.ndarray:
